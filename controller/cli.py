@@ -1,0 +1,210 @@
+"""The `clarity` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Sequence
+
+from controller import __version__
+from controller.settings import Settings
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELED = 0, 1, 2, 130
+
+
+class UserError(Exception):
+    """A mistake of the user's: printed as `clarity: error: ...`, never as a traceback."""
+
+
+def _parse_pairs(items: Sequence[str], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"{what} '{item}' must look like NAME=VALUE")
+        out[key] = value
+    return out
+
+
+def collect_secrets(
+    pairs: Sequence[str], files: Sequence[str], environ: dict[str, str]
+) -> dict[str, str]:
+    """--secret NAME=VALUE, --secret NAME (value from $NAME), --secret-file NAME=PATH, and
+    CLARITY_SECRET_<NAME> variables."""
+    secrets = {k.removeprefix("CLARITY_SECRET_"): v for k, v in environ.items() if k.startswith("CLARITY_SECRET_")}
+    for item in pairs:
+        if "=" in item:
+            secrets.update(_parse_pairs([item], "--secret"))
+        elif item in environ:
+            secrets[item] = environ[item]
+        else:
+            raise UserError(f"--secret {item}: no environment variable {item} (use --secret {item}=VALUE)")
+    for name, path in _parse_pairs(files, "--secret-file").items():
+        try:
+            secrets[name] = Path(path).read_text(encoding="utf-8").rstrip("\n")
+        except OSError as exc:
+            raise UserError(f"--secret-file {name}={path}: {exc.strerror}") from None
+    return secrets
+
+
+def _cmd_lint(args: argparse.Namespace) -> int:
+    from controller.workflow.lint import lint_paths
+
+    try:
+        results = lint_paths([Path(p) for p in args.paths])
+    except (OSError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    errors = warnings = 0
+    for _file, diagnostics in results.items():
+        for d in diagnostics:
+            print(d.format())
+            errors += d.severity == "error"
+            warnings += d.severity == "warning"
+    if not results:
+        raise UserError("no workflow files found (looked for .clarity/*.yaml)")
+    print(f"{len(results)} file(s) checked: {errors} error(s), {warnings} warning(s)", file=sys.stderr)
+    return EXIT_FAILED if errors else EXIT_OK
+
+
+def _cmd_schema(_args: argparse.Namespace) -> int:
+    from controller.workflow.schema import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return EXIT_OK
+
+
+def _open_store(settings: Settings):  # type: ignore[no-untyped-def]
+    from controller.store.runs import Store
+
+    return Store.open(settings.database_url)
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from controller.console import fmt_duration
+
+    store = _open_store(Settings.from_env())
+    rows = store.list_runs(limit=args.limit)
+    if not rows:
+        print("no runs yet: start one with `clarity run`")
+        return EXIT_OK
+    print(f"{'RUN':>5}  {'STATE':<10}  {'WORKFLOW':<24}  {'COMMIT':<8}  {'EVENT':<12}  {'TIME':>7}  STARTED")
+    for r in rows:
+        commit = (r.commit_sha or "")[:8] + ("+" if r.dirty else "")
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at))
+        print(f"{r.id:>5}  {r.state:<10}  {r.workflow[:24]:<24}  {commit:<8}  {r.event:<12}  "
+              f"{fmt_duration(r.duration_s):>7}  {started}")
+    return EXIT_OK
+
+
+def _cmd_logs(args: argparse.Namespace) -> int:
+    from controller.store.runs import NotFound
+
+    store = _open_store(Settings.from_env())
+    try:
+        run = store.get_run(args.run)
+    except NotFound:
+        raise UserError(f"no run {args.run} (see `clarity runs`)") from None
+    tasks = [t.name for t in store.list_tasks(run.id)]
+    if args.task is not None and args.task not in tasks:
+        raise UserError(f"run {run.id} has no task '{args.task}' (its tasks: {', '.join(tasks)})")
+    width = max((len(t) for t in tasks), default=4)
+    for task, _ts, line in store.logs(run.id, args.task):
+        print(line if args.task else f"{task.ljust(width)} │ {line}")
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from controller.local import USER_ERRORS, LocalRunOptions, run_local
+
+    settings = Settings.from_env()
+    if args.parallel is not None:
+        if args.parallel < 1:
+            raise UserError("--parallel must be at least 1")
+        settings = Settings(settings.home, settings.database_url, args.parallel)
+    options = LocalRunOptions(
+        files=tuple(args.files),
+        tasks=tuple(args.task),
+        event=args.event,
+        inputs=_parse_pairs(args.input, "--input"),
+        secrets=collect_secrets(args.secret, args.secret_file, dict(os.environ)),
+        dirty=args.dirty,
+        backend=args.backend,
+    )
+    cancel = threading.Event()
+
+    def on_sigint(_signum: int, _frame: FrameType | None) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        print("\nclarity: canceling (Ctrl-C again to quit at once)...", file=sys.stderr)
+        cancel.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    signal.signal(signal.SIGTERM, on_sigint)
+    try:
+        return run_local(Path.cwd(), settings, options, cancel, sys.stdout)
+    except USER_ERRORS as exc:
+        raise UserError(str(exc)) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="clarity", description="Git-native CI: run the workflows in .clarity/*.yaml.")
+    p.add_argument("--version", action="version", version=f"clarity {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    run = sub.add_parser("run", help="run the repository's workflows at HEAD, each task in a container")
+    run.add_argument("files", nargs="*", metavar="FILE", help="workflow files (default: all of .clarity/ that answer the event)")
+    run.add_argument("--task", action="append", default=[], metavar="NAME", help="run only this task (and what it needs); repeatable")
+    run.add_argument("--event", default="push", choices=["push", "pull_request", "tag", "manual"], help="the event to simulate (default: push)")
+    run.add_argument("--input", action="append", default=[], metavar="K=V", help="an input value; repeatable")
+    run.add_argument("--secret", action="append", default=[], metavar="NAME[=VALUE]", help="a secret (value from $NAME if omitted); repeatable")
+    run.add_argument("--secret-file", action="append", default=[], metavar="NAME=PATH", help="a secret read from a file; repeatable")
+    run.add_argument("--dirty", action="store_true", help="run the working tree as it is, not the committed HEAD")
+    run.add_argument("--parallel", type=int, default=None, metavar="N", help="tasks running at once (default: CLARITY_PARALLEL or the number of cores)")
+    run.add_argument("--backend", default=os.environ.get("CLARITY_BACKEND", "docker"), choices=["docker", "fake"],
+                     help="docker (default), or fake: host processes, no isolation, for testing")
+    run.set_defaults(func=_cmd_run)
+
+    lint = sub.add_parser("lint", help="check workflow files: every error and warning, with positions")
+    lint.add_argument("paths", nargs="*", metavar="PATH", help="files or directories (default: .clarity/)")
+    lint.set_defaults(func=_cmd_lint)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of the workflow format")
+    schema.set_defaults(func=_cmd_schema)
+
+    runs = sub.add_parser("runs", help="list past runs")
+    runs.add_argument("--limit", type=int, default=20)
+    runs.set_defaults(func=_cmd_runs)
+
+    logs = sub.add_parser("logs", help="print the logs of a past run")
+    logs.add_argument("run", type=int, metavar="RUN")
+    logs.add_argument("task", nargs="?", metavar="TASK")
+    logs.set_defaults(func=_cmd_logs)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except UserError as exc:
+        print(f"clarity: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("clarity: interrupted", file=sys.stderr)
+        return EXIT_CANCELED
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""`clarity run`: the workflows of the current repository, run on this machine.
+
+The very same planner and engine as the controller, with an in-process runner: what passes here
+passes there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Mapping
+
+from controller.console import Console, summary_table
+from controller.engine import Engine
+from controller.localrepo import LocalRepo, RepoError
+from controller.settings import Settings
+from controller.store.runs import Store
+from controller.triggers.manual import InputError, resolve_inputs
+from controller.triggers.match import why_not
+from controller.workflow import expr
+from controller.workflow.compile import GitInfo, RunContext
+from controller.workflow.lint import lint_text
+from controller.workflow.model import Workflow
+from runner.backends.base import Backend, BackendError
+from runner.spec import Outcome, Workspace
+from runner.workspace import WorkspaceCache
+
+
+class LocalRunError(Exception):
+    """Raised for user mistakes; the CLI prints the message."""
+
+
+USER_ERRORS = (LocalRunError, RepoError, InputError)
+
+
+@dataclass(frozen=True)
+class LocalRunOptions:
+    files: tuple[str, ...] = ()
+    tasks: tuple[str, ...] = ()
+    event: str = "push"
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    dirty: bool = False
+    backend: str = "docker"
+
+
+def make_backend(name: str) -> Backend:
+    if name == "fake":
+        from runner.backends.fake import FakeBackend
+
+        return FakeBackend()
+    from runner.backends.docker import DockerBackend
+
+    return DockerBackend()
+
+
+def select_tasks(wf: Workflow, names: tuple[str, ...]) -> Workflow:
+    """Keep the named tasks and, transitively, the tasks they declare in `needs` or read the
+    outputs of; list order alone does not pull a task in."""
+    known = {t.name: t for t in wf.tasks}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise LocalRunError(
+            f"{wf.file}: no task {', '.join(repr(m) for m in missing)} (its tasks: {', '.join(known)})"
+        )
+    keep: set[str] = set()
+    stack = list(names)
+    while stack:
+        name = stack.pop()
+        if name in keep:
+            continue
+        keep.add(name)
+        task = known[name]
+        refs = expr.references_tasks([task.commands, task.env, task.config, task.workdir or ""])
+        stack.extend(n for n in (*(task.needs or ()), *refs) if n in known)
+    return dataclasses.replace(wf, tasks=tuple(t for t in wf.tasks if t.name in keep))
+
+
+def _load(repo: LocalRepo, sha: str | None, options: LocalRunOptions, out: IO[str]) -> list[tuple[Workflow, str | None]]:
+    if options.files:
+        paths = [repo.relpath(Path(f)) for f in options.files]
+    else:
+        paths = repo.workflow_paths(sha)
+        if not paths:
+            where = "the working tree" if sha is None else f"commit {sha[:8]}"
+            hint = " (they exist in the working tree: commit them, or use --dirty)" if sha and repo.workflow_paths(None) else ""
+            raise LocalRunError(f"no workflow files in .clarity/ at {where}{hint}")
+    loaded: list[tuple[Workflow, str | None]] = []
+    failed = False
+    for path in paths:
+        try:
+            source = repo.read(path, sha)
+        except RepoError as exc:
+            raise LocalRunError(str(exc)) from None
+        if sha is not None and repo.is_modified(path):
+            print(f"clarity: note: {path} has uncommitted changes; running the committed version (use --dirty to run yours)", file=sys.stderr)
+        workflow, diagnostics = lint_text(source.text, path)
+        for d in diagnostics:
+            print(d.format(), file=sys.stderr)
+        if workflow is None or any(d.severity == "error" for d in diagnostics):
+            failed = True
+            continue
+        loaded.append((workflow, source.blob_sha))
+    if failed:
+        raise LocalRunError("the workflow files have errors (above); nothing was run")
+    return loaded
+
+
+def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: threading.Event, out: IO[str]) -> int:
+    repo = LocalRepo.find(cwd)
+    sha: str | None = None
+    try:
+        sha = repo.head_sha()
+    except RepoError:
+        if not options.dirty:
+            raise
+    workflows = _load(repo, None if options.dirty else sha, options, out)
+
+    branch = repo.branch()
+    tag = repo.tag(sha) if sha else ""
+    changed = repo.changed_files(sha, options.dirty) if sha else None
+    selected: list[tuple[Workflow, str | None]] = []
+    for wf, blob in workflows:
+        reason = None if options.files else why_not(wf, options.event, branch, tag, changed)
+        if reason:
+            print(f"clarity: {wf.file}: not run: {reason}", file=out)
+            continue
+        if options.tasks:
+            wf = select_tasks(wf, options.tasks) if any(t.name in options.tasks for t in wf.tasks) else dataclasses.replace(wf, tasks=())
+            if not wf.tasks:
+                continue
+        selected.append((wf, blob))
+    if options.tasks:
+        everywhere = {t.name for wf, _ in selected for t in wf.tasks}
+        missing = [t for t in options.tasks if t not in everywhere]
+        if missing:
+            raise LocalRunError(f"no task named {', '.join(missing)} in the selected workflows")
+    if not selected:
+        print(f"clarity: no workflow runs for a {options.event} event", file=out)
+        return 0
+
+    backend = make_backend(options.backend)
+    try:
+        backend.sweep()
+    except BackendError as exc:
+        raise LocalRunError(str(exc)) from None
+    store = Store.open(settings.database_url)
+    settings.work_root.mkdir(parents=True, exist_ok=True)
+    engine = Engine(store, backend, WorkspaceCache(settings.mirrors), settings.work_root, parallel=settings.parallel)
+    git = GitInfo(
+        sha=sha or "", ref=f"refs/heads/{branch}" if branch else "", branch=branch, tag=tag,
+        message=repo.message(sha) if sha else "", author=repo.author(sha) if sha else "", repo=str(repo.root),
+    )
+    workspace = Workspace(repo=str(repo.root), dirty_path=str(repo.root)) if options.dirty else Workspace(repo=str(repo.root), commit=sha)
+    tty = out.isatty()
+    verdicts: list[Outcome] = []
+    for wf, blob in selected:
+        if cancel.is_set():
+            break
+        inputs = resolve_inputs(wf, options.inputs, strict=options.event == "manual")
+        run_id = store.create_run(
+            repo=str(repo.root), workflow=wf.name, workflow_file=wf.file, blob_sha=blob, commit_sha=sha,
+            ref=git.ref or None, event=options.event, dirty=options.dirty,
+            trigger={"by": "clarity run", "event": options.event, "inputs": dict(inputs)},
+            tasks=[(t.name, t.image) for t in wf.tasks],
+        )
+        ctx = RunContext(
+            run_id=run_id, workflow=wf, workspace=workspace, git=git, event=options.event,
+            trigger={"by": "clarity run"}, inputs=inputs, secrets=options.secrets, changed_files=changed,
+        )
+        console = Console(out, [t.name for t in wf.tasks], tty=tty, workflow=wf.name)
+        where = "working tree" if options.dirty else (sha or "")[:8]
+        console.banner(f"▶ run {run_id}: {wf.name} ({wf.file} at {where}, {options.event})")
+        try:
+            verdict = engine.execute(ctx, cancel, console)
+        finally:
+            console.close()
+        verdicts.append(verdict)
+        rows = [
+            (t.name, t.state, t.duration_s, _detail(t.state, t.exit_code, t.error))
+            for t in store.list_tasks(run_id)
+        ]
+        print(summary_table(rows, tty), file=out)
+        print(f"run {run_id} {verdict.value} — logs: clarity logs {run_id}\n", file=out)
+        out.flush()
+    if cancel.is_set():
+        return 130
+    return 0 if verdicts and all(v is Outcome.SUCCEEDED for v in verdicts) else 1
+
+
+def _detail(state: str, exit_code: int | None, error: str | None) -> str:
+    if error:
+        return error
+    if exit_code not in (None, 0):
+        return f"exit code {exit_code}"
+    return ""

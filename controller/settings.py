@@ -1,0 +1,42 @@
+"""Settings, read once from `CLARITY_*` environment variables into a frozen value.
+
+Nothing reads the environment after start-up: the value is passed in explicitly.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+
+def _default_home(env: Mapping[str, str]) -> Path:
+    if env.get("CLARITY_HOME"):
+        return Path(env["CLARITY_HOME"]).expanduser()
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "clarity"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    """State directory: the embedded database, mirror cache, artifacts, task scratch space."""
+    database_url: str
+    parallel: int
+
+    @property
+    def mirrors(self) -> Path:
+        return self.home / "mirrors"
+
+    @property
+    def work_root(self) -> Path:
+        return self.home / "work"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        home = _default_home(env)
+        url = env.get("CLARITY_DATABASE_URL") or f"sqlite:///{home / 'clarity.db'}"
+        parallel = int(env.get("CLARITY_PARALLEL") or max(2, os.cpu_count() or 2))
+        return cls(home=home, database_url=url, parallel=parallel)

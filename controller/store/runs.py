@@ -1,0 +1,208 @@
+"""Runs, their tasks and their logs: the one write path for run state."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import sqlalchemy as sa
+
+from controller.store import tables
+from controller.store.migrations import migrate
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: int
+    repo: str
+    workflow: str
+    workflow_file: str
+    blob_sha: str | None
+    commit_sha: str | None
+    ref: str | None
+    event: str
+    dirty: bool
+    state: str
+    trigger: Any
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    run_id: int
+    name: str
+    position: int
+    state: str
+    attempt: int
+    image: str | None
+    exit_code: int | None
+    error: str | None
+    output: Any
+    outputs: Any
+    artifacts_dir: str | None
+    started_at: float | None
+    finished_at: float | None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+
+class NotFound(LookupError):
+    pass
+
+
+def open_engine(url: str) -> sa.Engine:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+class Store:
+    """Thread-safe: every method opens its own short transaction."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._seq_lock = threading.Lock()
+        self._seq: dict[tuple[int, str], int] = {}
+        migrate(engine)
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        return cls(open_engine(url))
+
+    # runs
+
+    def create_run(
+        self,
+        *,
+        repo: str,
+        workflow: str,
+        workflow_file: str,
+        blob_sha: str | None,
+        commit_sha: str | None,
+        ref: str | None,
+        event: str,
+        dirty: bool,
+        trigger: Any,
+        tasks: Sequence[tuple[str, str | None]],
+    ) -> int:
+        """Create a queued run with its tasks (name, image) pending; return the run id."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            run_id = conn.execute(
+                tables.runs.insert().values(
+                    repo=repo, workflow=workflow, workflow_file=workflow_file, blob_sha=blob_sha,
+                    commit_sha=commit_sha, ref=ref, event=event, dirty=dirty, state="queued",
+                    trigger=trigger, created_at=now,
+                )
+            ).inserted_primary_key[0]
+            if tasks:
+                conn.execute(
+                    tables.tasks.insert(),
+                    [
+                        {"run_id": run_id, "name": name, "position": i, "state": "pending",
+                         "attempt": 0, "image": image}
+                        for i, (name, image) in enumerate(tasks)
+                    ],
+                )
+        return int(run_id)
+
+    def set_run_state(self, run_id: int, state: str, *, started: bool = False, finished: bool = False) -> None:
+        values: dict[str, Any] = {"state": state}
+        if started:
+            values["started_at"] = time.time()
+        if finished:
+            values["finished_at"] = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(tables.runs.update().where(tables.runs.c.id == run_id).values(**values))
+
+    def get_run(self, run_id: int) -> RunRow:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(tables.runs).where(tables.runs.c.id == run_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"no run {run_id}")
+        return RunRow(**row)
+
+    def list_runs(self, limit: int = 20, repo: str | None = None) -> list[RunRow]:
+        query = sa.select(tables.runs).order_by(tables.runs.c.id.desc()).limit(limit)
+        if repo is not None:
+            query = query.where(tables.runs.c.repo == repo)
+        with self.engine.connect() as conn:
+            return [RunRow(**row) for row in conn.execute(query).mappings()]
+
+    # tasks
+
+    def update_task(self, run_id: int, name: str, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                tables.tasks.update()
+                .where(tables.tasks.c.run_id == run_id, tables.tasks.c.name == name)
+                .values(**values)
+            )
+
+    def list_tasks(self, run_id: int) -> list[TaskRow]:
+        query = sa.select(tables.tasks).where(tables.tasks.c.run_id == run_id).order_by(tables.tasks.c.position)
+        with self.engine.connect() as conn:
+            return [TaskRow(**row) for row in conn.execute(query).mappings()]
+
+    # logs
+
+    def append_logs(self, run_id: int, task: str, lines: Iterable[tuple[float, str]]) -> None:
+        batch = list(lines)
+        if not batch:
+            return
+        with self._seq_lock:
+            start = self._seq.get((run_id, task))
+            if start is None:
+                with self.engine.connect() as conn:
+                    start = conn.execute(
+                        sa.select(sa.func.coalesce(sa.func.max(tables.logs.c.seq), 0)).where(
+                            tables.logs.c.run_id == run_id, tables.logs.c.task == task
+                        )
+                    ).scalar_one()
+            self._seq[(run_id, task)] = start + len(batch)
+            rows = [
+                {"run_id": run_id, "task": task, "seq": start + i + 1, "ts": ts, "line": line}
+                for i, (ts, line) in enumerate(batch)
+            ]
+            with self.engine.begin() as conn:
+                conn.execute(tables.logs.insert(), rows)
+
+    def logs(self, run_id: int, task: str | None = None) -> list[tuple[str, float, str]]:
+        """(task, ts, line) in task position order, then line order."""
+        t, l = tables.tasks, tables.logs
+        query = (
+            sa.select(l.c.task, l.c.ts, l.c.line)
+            .select_from(l.outerjoin(t, sa.and_(t.c.run_id == l.c.run_id, t.c.name == l.c.task)))
+            .where(l.c.run_id == run_id)
+            .order_by(t.c.position, l.c.seq)
+        )
+        if task is not None:
+            query = query.where(l.c.task == task)
+        with self.engine.connect() as conn:
+            return [(r.task, r.ts, r.line) for r in conn.execute(query)]

@@ -1,0 +1,260 @@
+"""Compile one task of a workflow into a `runner.spec.TaskSpec`, expressions resolved.
+
+Git-controlled and user-supplied values (branch names, commit messages, inputs, outputs of other
+tasks) never become shell source: in `commands` every `${...}` is replaced by a reference to an
+environment variable holding the value, so `git.branch = "$(touch /tmp/pwned)"` is only text.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import posixpath
+import shlex
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from controller.workflow import expr
+from controller.workflow.model import Task, When, Workflow
+from runner.spec import CLARITY_DIR, WORKSPACE_PATH, ArtifactIn, File, Limits, TaskResult, TaskSpec, Workspace
+
+SCRIPT_PATH = f"{CLARITY_DIR}/script.sh"
+DEFAULT_TIMEOUT_S = 3600.0
+
+
+class RenderError(Exception):
+    """A value could not be resolved; the message names the expression and how to fix it."""
+
+
+@dataclass(frozen=True)
+class GitInfo:
+    sha: str = ""
+    ref: str = ""
+    branch: str = ""
+    tag: str = ""
+    message: str = ""
+    author: str = ""
+    repo: str = ""
+
+    @property
+    def short_sha(self) -> str:
+        return self.sha[:8]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a run knows before its first task starts."""
+
+    run_id: int
+    workflow: Workflow
+    workspace: Workspace
+    git: GitInfo = field(default_factory=GitInfo)
+    event: str = "push"
+    trigger: Mapping[str, Any] = field(default_factory=dict)
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    changed_files: tuple[str, ...] | None = None  # None: unknown, path conditions match
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+class _Resolver:
+    def __init__(self, ctx: RunContext, results: Mapping[str, TaskResult]) -> None:
+        self.ctx = ctx
+        self.results = results
+
+    def __call__(self, ref: expr.Ref) -> str:
+        root, parts = ref.root, list(ref.parts)
+        handler = getattr(self, f"_{root}", None)
+        if handler is None:
+            raise RenderError(f"{ref.raw}: unknown root '{root}'")
+        return str(handler(ref, parts))
+
+    def _tasks(self, ref: expr.Ref, parts: list[str]) -> str:
+        if len(parts) < 2:
+            raise RenderError(f"{ref.raw}: say which field, e.g. ${{tasks.{parts[0] if parts else 'NAME'}.output}}")
+        name, what = parts[0], parts[1]
+        result = self.results.get(name)
+        if result is None:
+            raise RenderError(f"{ref.raw}: task '{name}' has not run before this task (add it to `needs`)")
+        if what == "output" and len(parts) == 2:
+            return _text(result.output)
+        if what == "outputs" and len(parts) == 3:
+            if parts[2] not in result.outputs:
+                known = ", ".join(sorted(result.outputs)) or "none"
+                raise RenderError(f"{ref.raw}: task '{name}' wrote no output '{parts[2]}' (it wrote: {known})")
+            return result.outputs[parts[2]]
+        if what == "outcome" and len(parts) == 2:
+            return result.outcome.value
+        raise RenderError(f"{ref.raw}: a task has .output, .outputs.KEY and .outcome")
+
+    def _workflow(self, ref: expr.Ref, parts: list[str]) -> str:
+        wf = self.ctx.workflow
+        values = {"id": str(self.ctx.run_id), "name": wf.name, "version": wf.version or "", "file": wf.file}
+        if len(parts) != 1 or parts[0] not in values:
+            raise RenderError(f"{ref.raw}: workflow has {', '.join(values)}")
+        return values[parts[0]]
+
+    def _git(self, ref: expr.Ref, parts: list[str]) -> str:
+        names = ("sha", "short_sha", "ref", "branch", "tag", "message", "author", "repo")
+        if len(parts) != 1 or parts[0] not in names:
+            raise RenderError(f"{ref.raw}: git has {', '.join(names)}")
+        return str(getattr(self.ctx.git, parts[0]))
+
+    def _trigger(self, ref: expr.Ref, parts: list[str]) -> str:
+        value: Any = {"event": self.ctx.event, **self.ctx.trigger}
+        for part in parts:
+            if isinstance(value, Mapping) and part in value:
+                value = value[part]
+            elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+                value = value[int(part)]
+            else:
+                raise RenderError(f"{ref.raw}: the trigger has no '{part}'")
+        return _text(value)
+
+    def _inputs(self, ref: expr.Ref, parts: list[str]) -> str:
+        if len(parts) != 1 or parts[0] not in self.ctx.inputs:
+            raise RenderError(f"{ref.raw}: no input '{'.'.join(parts)}' was given (pass --input {parts[0] if parts else 'NAME'}=VALUE)")
+        return self.ctx.inputs[parts[0]]
+
+    def _secrets(self, ref: expr.Ref, parts: list[str]) -> str:
+        if len(parts) != 1 or parts[0] not in self.ctx.secrets:
+            raise RenderError(f"{ref.raw}: secret '{'.'.join(parts)}' is not set (pass --secret NAME=VALUE or --secret-file NAME=PATH)")
+        return self.ctx.secrets[parts[0]]
+
+    def _env(self, ref: expr.Ref, parts: list[str]) -> str:
+        env = self.ctx.workflow.env
+        if len(parts) != 1 or parts[0] not in env:
+            raise RenderError(f"{ref.raw}: the workflow's env has no '{'.'.join(parts)}'")
+        return expr.render(str(env[parts[0]]), self)
+
+
+def when_skip_reason(when: When | None, ctx: RunContext) -> str | None:
+    """Why a task's `when` excludes it for this run, or None if it runs."""
+    if when is None:
+        return None
+    if when.events is not None and ctx.event not in when.events:
+        return f"event is {ctx.event}, the task runs on {', '.join(when.events)}"
+    if when.branches is not None:
+        if not any(fnmatch.fnmatchcase(ctx.git.branch, g) for g in when.branches):
+            return f"branch '{ctx.git.branch}' matches none of {', '.join(when.branches)}"
+    if ctx.changed_files is not None and (when.paths is not None or when.paths_ignore is not None):
+        changed = [p for p in ctx.changed_files if not any(_glob(p, g) for g in when.paths_ignore or ())]
+        if when.paths is not None:
+            changed = [p for p in changed if any(_glob(p, g) for g in when.paths)]
+        if not changed:
+            return "no changed file matches the task's path conditions"
+    return None
+
+
+def _glob(path: str, pattern: str) -> bool:
+    if pattern.endswith("/"):
+        pattern += "**"
+    return fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(path, pattern.replace("**/", ""))
+
+
+def script(task: Task, env: dict[str, str], resolve: _Resolver) -> str:
+    """The shell script for `commands`: each line echoed, then run under `sh -e`.
+
+    Expressions become `${CLARITY_EXPR_n}` references, their values put in `env`."""
+    lines = ["set -e"]
+    counter = [0]
+
+    def to_var(ref: expr.Ref) -> str:
+        counter[0] += 1
+        name = f"CLARITY_EXPR_{counter[0]}"
+        env[name] = resolve(ref)
+        return "${" + name + "}"
+
+    for command in task.commands:
+        shown = command if "\n" not in command else command.splitlines()[0] + " ..."
+        lines.append(f"printf '%s\\n' {shlex.quote('+ ' + shown)}")
+        lines.append(expr.render(command, to_var))
+    return "\n".join(lines) + "\n"
+
+
+def render_task(
+    task: Task,
+    ctx: RunContext,
+    results: Mapping[str, TaskResult],
+    upstream: tuple[str, ...] = (),
+    *,
+    attempt: int = 1,
+) -> TaskSpec:
+    """One task -> one TaskSpec. Raises RenderError for values that cannot be resolved."""
+    if task.type != "container":
+        raise RenderError(f"task type '{task.type}' is not available in this version of Clarity")
+    if not task.image:
+        raise RenderError(f"task '{task.name}' has no image")
+    resolve = _Resolver(ctx, results)
+    wf = ctx.workflow
+    env: dict[str, str] = {
+        "CI": "true",
+        "CLARITY": "true",
+        "CLARITY_RUN_ID": str(ctx.run_id),
+        "CLARITY_WORKFLOW": wf.name,
+        "CLARITY_TASK": task.name,
+        "CLARITY_ATTEMPT": str(attempt),
+        "CLARITY_EVENT": ctx.event,
+        "CLARITY_COMMIT_SHA": ctx.git.sha,
+        "CLARITY_REF": ctx.git.ref,
+        "CLARITY_BRANCH": ctx.git.branch,
+        "CLARITY_TAG": ctx.git.tag,
+        "CLARITY_WORKSPACE": WORKSPACE_PATH,
+        "CLARITY_OUTPUT": f"{CLARITY_DIR}/output",
+        "CLARITY_OUTPUTS": f"{CLARITY_DIR}/outputs",
+    }
+    for source in (wf.env, task.env):
+        for key, value in source.items():
+            env[key] = expr.render(str(value), resolve)
+    for name in task.secrets:
+        if name not in ctx.secrets:
+            raise RenderError(
+                f"task '{task.name}' needs secret '{name}', which is not set "
+                f"(pass --secret {name}=VALUE, --secret-file {name}=PATH, or set it in the environment)"
+            )
+        env[name] = ctx.secrets[name]
+
+    files: list[File] = []
+    if task.commands:
+        files.append(File(SCRIPT_PATH, script(task, env, resolve).encode(), 0o755))
+        argv: tuple[str, ...] = ("/bin/sh", "-e", SCRIPT_PATH)
+    else:
+        argv = ()
+
+    workdir = WORKSPACE_PATH
+    if task.workdir:
+        rendered = expr.render(task.workdir, resolve)
+        workdir = posixpath.normpath(posixpath.join(WORKSPACE_PATH, rendered))
+        if workdir != WORKSPACE_PATH and not workdir.startswith(WORKSPACE_PATH + "/"):
+            raise RenderError(f"task '{task.name}': workdir '{rendered}' leaves the workspace")
+
+    artifacts_in = tuple(
+        ArtifactIn(source=results[name].artifacts_dir or "", task=name)
+        for name in upstream
+        if name in results and results[name].artifacts_dir
+    )
+    return TaskSpec(
+        run_id=str(ctx.run_id),
+        task=task.name,
+        image=task.image,
+        argv=argv,
+        env=env,
+        files=tuple(files),
+        workspace=ctx.workspace,
+        workdir=workdir,
+        timeout_s=task.timeout_s or DEFAULT_TIMEOUT_S,
+        limits=Limits(memory_bytes=task.memory_bytes, cpus=task.cpus, pids=task.pids or 512),
+        network=task.network,
+        mask=tuple(v for v in ctx.secrets.values() if v),
+        artifacts=task.artifacts,
+        artifacts_in=artifacts_in,
+        attempt=attempt,
+        labels={"io.clarity.workflow": wf.name},
+    )

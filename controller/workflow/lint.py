@@ -1,0 +1,237 @@
+"""Lint: every problem of a workflow file in one pass, then the model if there is no error.
+
+Order of checks: YAML (load), the schema (validate), then what a schema
+cannot say: names, references, expressions, cycles, cron, time zones.
+The semantic checks read the raw data defensively, since it may be the
+shape the schema just rejected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import zoneinfo
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from croniter import croniter
+
+from . import expr
+from .dag import build_edges, find_cycle
+from .diagnostics import Diagnostic, Pos, error, errors, sort, warning
+from .load import JsonPath, Located, load
+from .model import Workflow, build
+from .schema import DEFAULT_TASK_TYPES, TaskTypes
+from .units import parse_duration, parse_size
+from .validate import validate
+
+WORKFLOW_DIR = ".clarity"
+RENDERED_KEYS = ("commands", "env", "config", "workdir")  # what the engine renders for a task
+
+
+def _suggest(word: str, names: Iterable[str]) -> str | None:
+    close = difflib.get_close_matches(word, list(names), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+def _at(doc: Located, path: JsonPath, offset: int) -> Pos:
+    """The position of character `offset` of the string at `path`, when the source allows it."""
+    pos, s = doc.pos(path), doc.scalar(path)
+    if s is None or s.style not in (None, "'", '"') or "\n" in s.text or "\\" in s.text or "''" in s.text:
+        return pos  # escapes or folding: offsets in the value are not columns in the file
+    return Pos(pos.file, pos.line, pos.col + offset + (0 if s.style is None else 1))
+
+
+def _dicts(value: Any) -> list[tuple[int, dict[str, Any]]]:
+    return [(i, item) for i, item in enumerate(value) if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+class _Checker:
+    def __init__(self, doc: Located) -> None:
+        self.doc = doc
+        wf = doc.data.get("workflow")
+        self.wf: dict[str, Any] = wf if isinstance(wf, dict) else {}
+        self.tasks = _dicts(self.wf.get("tasks"))
+        self.triggers = _dicts(self.wf.get("triggers"))
+        self.index: dict[str, int] = {}  # task name -> list index (first occurrence)
+        self.dag_mode = any("needs" in t for _, t in self.tasks)
+        self.refs: dict[str, set[str]] = {}  # task name -> tasks its rendered values read
+
+    def run(self) -> Iterator[Diagnostic]:
+        yield from self._names()
+        yield from self._needs()
+        yield from self._expressions()
+        yield from self._cycles()
+        yield from self._triggers()
+        yield from self._values()
+
+    def _names(self) -> Iterator[Diagnostic]:
+        for i, task in self.tasks:
+            name = task.get("name")
+            if not isinstance(name, str):
+                continue
+            if name in self.index:
+                first = self.doc.pos(("workflow", "tasks", self.index[name], "name"))
+                yield error(self.doc.pos(("workflow", "tasks", i, "name")),
+                            f"duplicate task name '{name}' (first defined at {first})")
+            else:
+                self.index[name] = i
+
+    def _needs(self) -> Iterator[Diagnostic]:
+        for i, task in self.tasks:
+            needs = task.get("needs")
+            for j, dep in enumerate(needs if isinstance(needs, list) else []):
+                path = ("workflow", "tasks", i, "needs", j)
+                if dep == task.get("name"):
+                    yield error(self.doc.pos(path), f"task '{dep}' needs itself")
+                elif isinstance(dep, str) and dep not in self.index:
+                    yield error(self.doc.pos(path), f"'needs' names an unknown task '{dep}'",
+                                _suggest(dep, self.index))
+
+    def _expressions(self) -> Iterator[Diagnostic]:
+        inputs = self._declared_inputs()
+        for path, text in expr.strings(self.wf, ("workflow",)):
+            try:
+                refs = expr.find(text)
+            except expr.ExprError as exc:
+                yield error(_at(self.doc, path, exc.offset), exc.message)
+                continue
+            for ref in refs:
+                where = _at(self.doc, path, ref.start)
+                if (message := expr.problem(ref)) is not None:
+                    yield error(where, message)
+                elif ref.root == "tasks":
+                    yield from self._task_ref(ref, path, where)
+                elif ref.root == "inputs" and inputs is not None and ref.parts[0] not in inputs:
+                    yield warning(where, f"{ref.raw}: no manual trigger declares the input '{ref.parts[0]}'",
+                                  _suggest(ref.parts[0], inputs))
+
+    def _task_ref(self, ref: expr.Ref, path: JsonPath, where: Pos) -> Iterator[Diagnostic]:
+        target = ref.parts[0]
+        if target not in self.index:
+            yield error(where, f"{ref.raw} refers to an unknown task '{target}'", _suggest(target, self.index))
+            return
+        if len(path) < 4 or path[1] != "tasks" or not isinstance(path[2], int):
+            yield error(where, f"{ref.raw}: only a task can read the results of another task")
+            return
+        task = self.wf["tasks"][path[2]]
+        name = task.get("name") if isinstance(task, dict) else None
+        if not isinstance(name, str) or path[3] not in RENDERED_KEYS:
+            if path[3] not in RENDERED_KEYS:
+                yield error(where, f"{ref.raw}: task results can be used in "
+                                   f"{', '.join(RENDERED_KEYS)} only, not in '{path[3]}'")
+            return
+        self.refs.setdefault(name, set()).add(target)
+        if not self.dag_mode and self.index[target] >= path[2]:
+            what = "its own result" if target == name else f"task '{target}', which runs after it"
+            yield error(where, f"{ref.raw}: task '{name}' reads {what} (tasks run in list order)",
+                        f"move '{target}' earlier, or declare needs" if target != name else None)
+
+    def _declared_inputs(self) -> set[str] | None:
+        declared = [t.get("inputs") for _, t in self.triggers if t.get("type") == "manual"]
+        if not any(isinstance(d, dict) for d in declared):
+            return None  # inputs may come from the API; nothing to compare with
+        return {name for d in declared if isinstance(d, dict) for name in d}
+
+    def _cycles(self) -> Iterator[Diagnostic]:
+        if not self.dag_mode or not self.index:
+            return
+        names = list(self.index)
+        needs = {}
+        for _, task in self.tasks:
+            raw = task.get("needs")
+            if task.get("name") in self.index and isinstance(raw, list):
+                needs[task["name"]] = [n for n in raw if isinstance(n, str) and n != task["name"]]
+        cycle = find_cycle(build_edges(names, needs, self.refs))
+        if cycle:
+            pos = self.doc.pos(("workflow", "tasks", self.index[cycle[0]]))
+            yield error(pos, f"dependency cycle: {' -> '.join(cycle)}",
+                        "needs and ${tasks.X...} references both order tasks")
+
+    def _triggers(self) -> Iterator[Diagnostic]:
+        for i, trig in self.triggers:
+            base = ("workflow", "triggers", i)
+            cron, tz = trig.get("cron"), trig.get("timezone")
+            if trig.get("type") == "schedule" and isinstance(cron, str):
+                fields = cron.split()
+                if not (croniter.is_valid(cron) and (len(fields) == 5 or cron.startswith("@"))):
+                    yield error(self.doc.pos(base + ("cron",)), f"invalid cron expression {cron!r}",
+                                "five fields: minute hour day-of-month month day-of-week, or @hourly, @daily, ...")
+            if trig.get("type") == "schedule" and isinstance(tz, str):
+                try:
+                    zoneinfo.ZoneInfo(tz)
+                except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                    yield error(self.doc.pos(base + ("timezone",)), f"unknown time zone {tz!r}",
+                                "use an IANA name such as UTC or Europe/Paris")
+            inputs = trig.get("inputs")
+            if trig.get("type") == "manual" and isinstance(inputs, dict):
+                for name, spec in inputs.items():
+                    if isinstance(spec, dict):
+                        yield from self._input(base + ("inputs", name), name, spec)
+
+    def _input(self, path: JsonPath, name: str, spec: dict[str, Any]) -> Iterator[Diagnostic]:
+        # the schema checks the default's type; only a choice needs the options to compare with
+        options = spec.get("options")
+        if spec.get("type") == "choice" and "default" in spec and isinstance(options, list):
+            if spec["default"] not in options:
+                yield error(self.doc.pos(path + ("default",)), f"the default of input '{name}' must be one of its options")
+
+    def _values(self) -> Iterator[Diagnostic]:
+        """Positivity of durations and sizes (the schema's patterns accept 0)."""
+        for i, task in self.tasks:
+            base = ("workflow", "tasks", i)
+            checks: list[tuple[JsonPath, Any, Any]] = [(base + ("timeout",), task.get("timeout"), parse_duration)]
+            resources = task.get("resources")
+            if isinstance(resources, dict):
+                checks.append((base + ("resources", "memory"), resources.get("memory"), parse_size))
+            for path, value, parse in checks:
+                if value is None or isinstance(value, bool):
+                    continue
+                try:
+                    parse(value)
+                except (ValueError, TypeError) as exc:
+                    if "positive" in str(exc):  # malformed ones are schema errors already
+                        yield error(self.doc.pos(path), str(exc))
+
+
+def lint_text(text: str, file: str,
+              task_types: TaskTypes = DEFAULT_TASK_TYPES) -> tuple[Workflow | None, list[Diagnostic]]:
+    """All diagnostics of one workflow text (sorted), and its model when there is no error."""
+    doc, diags = load(text, file)
+    if doc is None:
+        return None, sort(diags)
+    diags.extend(validate(doc, task_types))
+    diags.extend(_Checker(doc).run())
+    diags = sort(diags)
+    if errors(diags):
+        return None, diags
+    return build(doc), diags
+
+
+def workflow_files(paths: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
+    """The files named, or the .clarity/*.yaml|yml of the directories named (default: cwd)."""
+    out: list[Path] = []
+    for raw in list(paths) or [Path.cwd()]:
+        path = Path(raw)
+        if path.is_dir():
+            folder = path if path.name == WORKFLOW_DIR else path / WORKFLOW_DIR
+            out.extend(sorted(p for p in folder.glob("*") if p.suffix in (".yaml", ".yml") and p.is_file()))
+        else:
+            out.append(path)
+    return out
+
+
+def lint_paths(paths: Iterable[str | os.PathLike[str]] = (),
+               task_types: TaskTypes = DEFAULT_TASK_TYPES) -> dict[str, list[Diagnostic]]:
+    """Diagnostics per file (an empty list for a clean file)."""
+    results: dict[str, list[Diagnostic]] = {}
+    for path in workflow_files(paths):
+        name = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            results[name] = [error(Pos(name, 1, 1), f"cannot read the file: {exc}")]
+            continue
+        results[name] = lint_text(text, name, task_types)[1]
+    return results

@@ -1,0 +1,93 @@
+"""What only the real engine can show: isolation, limits, images, sweep."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import pytest
+
+from runner.backends.base import LABEL, Backend
+from runner.execute import execute
+from runner.spec import Limits, Outcome, TaskSpec
+from runner.workspace import WorkspaceCache
+
+if TYPE_CHECKING:
+    from tests.runner.conftest import Run
+
+pytestmark = pytest.mark.docker
+
+Spec = Callable[..., TaskSpec]
+
+
+@pytest.fixture
+def run_docker(docker_backend: Backend, work_root: Path, workspaces: WorkspaceCache) -> Callable[[TaskSpec], Run]:
+    from tests.runner.conftest import Run
+
+    def run(spec: TaskSpec) -> Run:
+        lines: list[str] = []
+        result = execute(spec, docker_backend, work_root=work_root, workspaces=workspaces, on_log=lines.append)
+        return Run(result, lines)
+
+    return run
+
+
+def test_oom_is_a_failure_with_a_sentence(run_docker: Callable[[TaskSpec], Run], make_spec: Spec) -> None:
+    r = run_docker(make_spec("head -c 200m /dev/zero | tail", limits=Limits(memory_bytes=24 << 20)))
+    assert r.result.outcome is Outcome.FAILED and r.result.oom_killed
+    assert r.result.exit_code == 137
+    assert r.result.error == "killed: out of memory (limit 24 MiB)"
+    assert r.lines[-1] == "[clarity] killed: out of memory (limit 24 MiB)"
+
+
+def test_network_none_has_only_loopback(run_docker: Callable[[TaskSpec], Run], make_spec: Spec) -> None:
+    r = run_docker(make_spec("tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '"))
+    assert r.lines == ["lo"]
+
+
+def test_unprivileged_no_new_privileges_and_few_caps(run_docker: Callable[[TaskSpec], Run], make_spec: Spec) -> None:
+    r = run_docker(make_spec("grep -E '^(NoNewPrivs|CapEff|CapBnd):' /proc/self/status | tr -s '\\t' ' '"))
+    # CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID = bits 0,1,3,4,5,6,7
+    assert r.lines == ["CapEff: 00000000000000fb", "CapBnd: 00000000000000fb", "NoNewPrivs: 1"]
+
+
+def test_pids_limit(run_docker: Callable[[TaskSpec], Run], make_spec: Spec) -> None:
+    r = run_docker(make_spec("cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max", limits=Limits(pids=64)))
+    assert r.lines == ["64"]
+
+
+def test_missing_image_is_errored_with_a_sentence(run_docker: Callable[[TaskSpec], Run], make_spec: Spec) -> None:
+    r = run_docker(make_spec("true", image="clarity-no-such-image:1"))
+    assert r.result.outcome is Outcome.ERRORED
+    error = r.result.error or ""
+    assert error.startswith("image 'clarity-no-such-image:1' is not present locally and could not be pulled: ")
+    assert error.endswith("; build it locally (see .ci/images.sh) or check the name")
+
+
+def test_containers_are_labelled_and_swept(docker_backend: Any, docker_client: Any, make_spec: Spec, tmp_path: Path) -> None:
+    spec = make_spec("sleep 30", labels={"team": "core"})
+    (tmp_path / "workspace").mkdir()
+    (tmp_path / "clarity").mkdir()
+    handle = docker_backend.prepare(spec, tmp_path)
+    docker_backend.start(handle)
+    labels = docker_client.containers.get(handle.container.id).labels
+    assert {k: labels[k] for k in (LABEL, f"{LABEL}.run", f"{LABEL}.task", "team")} == {
+        LABEL: "1", f"{LABEL}.run": spec.run_id, f"{LABEL}.task": "build", "team": "core",
+    }
+    t0 = time.monotonic()
+    assert docker_backend.sweep(run_id=spec.run_id) == 1
+    assert time.monotonic() - t0 < 5
+    assert docker_backend.sweep(run_id=spec.run_id) == 0
+    docker_backend.destroy(handle)  # safe after the container is gone
+    docker_backend.kill(handle)
+
+
+def test_destroy_and_kill_are_idempotent(docker_backend: Any, make_spec: Spec, tmp_path: Path) -> None:
+    (tmp_path / "workspace").mkdir()
+    (tmp_path / "clarity").mkdir()
+    handle = docker_backend.prepare(make_spec("true"), tmp_path)
+    docker_backend.kill(handle)  # never started
+    docker_backend.destroy(handle)
+    docker_backend.destroy(handle)
+    docker_backend.destroy(None)  # prepare failed before a handle existed
