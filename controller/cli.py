@@ -14,7 +14,7 @@ from types import FrameType
 from typing import Sequence
 
 from controller import __version__
-from controller.settings import Settings
+from controller.settings import Settings, SettingsError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELED = 0, 1, 2, 130
 
@@ -146,13 +146,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cancel.set()
 
     previous = signal.signal(signal.SIGINT, on_sigint)
-    signal.signal(signal.SIGTERM, on_sigint)
+    previous_term = signal.signal(signal.SIGTERM, on_sigint)
     try:
         return run_local(Path.cwd(), settings, options, cancel, sys.stdout)
     except USER_ERRORS as exc:
         raise UserError(str(exc)) from None
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except UserError as exc:
+    except (UserError, SettingsError) as exc:
         print(f"clarity: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -43,6 +43,16 @@ class Console:
         self.started: dict[str, float] = {}
         self.lock = threading.Lock()
         self.status_shown = False
+        self._stop = threading.Event()
+        if tty:  # keep the running tasks' clocks moving between log lines
+            threading.Thread(target=self._tick, daemon=True, name="console-tick").start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(0.5):
+            with self.lock:
+                if self.status_shown:
+                    self.out.write("\r\x1b[K" + self._status())
+                    self.out.flush()
 
     def _c(self, code: int, text: str) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if self.tty else text
@@ -90,14 +100,18 @@ class Console:
             state = "retrying" if will_retry else result.outcome.value
             self.state[task] = state
             words = result.outcome.value.replace("_", " ")
-            detail = f" ({result.error})" if result.error and result.outcome is not Outcome.SUCCEEDED else ""
+            error = (result.error or "").removeprefix("skipped: ")
+            detail = f" ({error})" if error and result.outcome is not Outcome.SUCCEEDED else ""
+            dur = f" in {fmt_duration(result.duration_s)}" if result.duration_s is not None else ""
+            if error.startswith(words):  # "timed out after 2s" says it all
+                words, detail, dur = error, "", ""
             if result.exit_code not in (None, 0) and not result.error:
                 detail = f" (exit code {result.exit_code})"
-            dur = f" in {fmt_duration(result.duration_s)}" if result.duration_s is not None else ""
             tail = ", retrying" if will_retry else ""
             self._write(self._prefix(task) + self._c(_STATE_COLOUR[state], f"{_MARK[state]} {words}{dur}{detail}{tail}"))
 
     def close(self) -> None:
+        self._stop.set()
         with self.lock:
             if self.tty and self.status_shown:
                 self.out.write("\r\x1b[K")

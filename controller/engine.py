@@ -21,6 +21,7 @@ from controller.workflow.compile import RenderError, RunContext, render_task, wh
 from controller.workflow.model import Task
 from runner.backends.base import Backend
 from runner.execute import execute
+from runner.masking import Masker
 from runner.spec import Outcome, TaskResult
 from runner.workspace import WorkspaceCache
 
@@ -106,6 +107,8 @@ class _Run:
         self.order = [t.name for t in ctx.workflow.tasks]
         self.results: dict[str, TaskResult] = {}
         self.attempts: dict[str, int] = {}
+        self.blocked: set[str] = set()
+        self.masker = Masker(ctx.secrets.values())  # for the engine's own lines; the runner masks the task's  # skipped because something they need did not succeed
 
     def go(self) -> Outcome:
         store, run_id = self.e.store, self.ctx.run_id
@@ -168,10 +171,12 @@ class _Run:
             needs = self.edges.get(name, ())
             if any(n not in self.results for n in needs):
                 continue
-            failed = [n for n in needs if self.results[n].outcome in FAILING]
+            failed = [n for n in needs if self.results[n].outcome in FAILING or n in self.blocked]
             if failed:
-                what = self.results[failed[0]].outcome.value.replace("_", " ")
-                self._finish(name, TaskResult(Outcome.SKIPPED, error=f"skipped: needs '{failed[0]}', which {what}"))
+                first = failed[0]
+                what = "was skipped" if first in self.blocked else self.results[first].outcome.value.replace("_", " ")
+                self.blocked.add(name)  # its own dependants are skipped in turn; a `when` skip is not
+                self._finish(name, TaskResult(Outcome.SKIPPED, error=f"skipped: needs '{first}', which {what}"))
                 continue
             if not self.cancel.is_set():
                 ready.append(name)
@@ -209,16 +214,17 @@ class _Run:
             try:
                 spec = render_task(self.tasks[name], self.ctx, self.results, self._ancestors(name), attempt=attempt)
             except RenderError as exc:
-                sink(f"error: {exc}")
-                return TaskResult(Outcome.FAILED, started_at=started, finished_at=time.time(), error=str(exc))
+                message = self.masker.mask(str(exc))
+                sink(f"error: {message}")
+                return TaskResult(Outcome.FAILED, started_at=started, finished_at=time.time(), error=message)
             return execute(
                 spec, self.e.backend, work_root=self.e.work_root, workspaces=self.e.workspaces,
                 on_log=sink, cancel=self.cancel,
             )
         except Exception as exc:  # a bug or an infrastructure failure: the run goes on
-            sink(f"error: {type(exc).__name__}: {exc}")
-            return TaskResult(Outcome.ERRORED, started_at=started, finished_at=time.time(),
-                              error=f"internal error: {type(exc).__name__}: {exc}")
+            message = self.masker.mask(f"internal error: {type(exc).__name__}: {exc}")
+            sink(message)
+            return TaskResult(Outcome.ERRORED, started_at=started, finished_at=time.time(), error=message)
         finally:
             sink.flush()
 

@@ -20,8 +20,8 @@ from controller.settings import Settings
 from controller.store.runs import Store
 from controller.triggers.manual import InputError, resolve_inputs
 from controller.triggers.match import why_not
-from controller.workflow import expr
-from controller.workflow.compile import GitInfo, RunContext
+from controller.workflow import dag, expr
+from controller.workflow.compile import GitInfo, RunContext, when_skip_reason
 from controller.workflow.lint import lint_text
 from controller.workflow.model import Workflow
 from runner.backends.base import Backend, BackendError
@@ -74,14 +74,17 @@ def select_tasks(wf: Workflow, names: tuple[str, ...]) -> Workflow:
             continue
         keep.add(name)
         task = known[name]
-        refs = expr.references_tasks([task.commands, task.env, task.config, task.workdir or ""])
+        refs = dag.task_references(task)
         stack.extend(n for n in (*(task.needs or ()), *refs) if n in known)
-    return dataclasses.replace(wf, tasks=tuple(t for t in wf.tasks if t.name in keep))
+    kept = [t for t in wf.tasks if t.name in keep]
+    if wf.uses_needs:  # stay a DAG: a kept task without `needs` is a root, not "after the previous"
+        kept = [t if t.needs is not None else dataclasses.replace(t, needs=()) for t in kept]
+    return dataclasses.replace(wf, tasks=tuple(kept))
 
 
-def _load(repo: LocalRepo, sha: str | None, options: LocalRunOptions, out: IO[str]) -> list[tuple[Workflow, str | None]]:
+def _load(repo: LocalRepo, cwd: Path, sha: str | None, options: LocalRunOptions, out: IO[str]) -> list[tuple[Workflow, str | None]]:
     if options.files:
-        paths = [repo.relpath(Path(f)) for f in options.files]
+        paths = [repo.relpath(Path(f), cwd) for f in options.files]
     else:
         paths = repo.workflow_paths(sha)
         if not paths:
@@ -117,10 +120,11 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
     except RepoError:
         if not options.dirty:
             raise
-    workflows = _load(repo, None if options.dirty else sha, options, out)
+    workflows = _load(repo, cwd, None if options.dirty else sha, options, out)
 
     branch = repo.branch()
-    tag = repo.tag(sha) if sha else ""
+    # A tag at HEAD makes a `tag` event; a push is the branch's, whatever tags the commit has.
+    tag = repo.tag(sha) if sha and options.event == "tag" else ""
     changed = repo.changed_files(sha, options.dirty) if sha else None
     selected: list[tuple[Workflow, str | None]] = []
     for wf, blob in workflows:
@@ -142,6 +146,19 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
         print(f"clarity: no workflow runs for a {options.event} event", file=out)
         return 0
 
+    git = GitInfo(
+        sha=sha or "", ref=f"refs/heads/{branch}" if branch else "", branch=branch, tag=tag,
+        message=repo.message(sha) if sha else "", author=repo.author(sha) if sha else "", repo=str(repo.root),
+    )
+    workspace = Workspace(repo=str(repo.root), dirty_path=str(repo.root)) if options.dirty else Workspace(repo=str(repo.root), commit=sha)
+    # Mistakes in the command (inputs, secrets) are found before anything runs.
+    prepared: list[tuple[Workflow, str | None, dict[str, str]]] = []
+    for wf, blob in selected:
+        inputs = resolve_inputs(wf, options.inputs, strict=options.event == "manual")
+        _check_secrets(RunContext(run_id=0, workflow=wf, workspace=workspace, git=git, event=options.event,
+                                  inputs=inputs, secrets=options.secrets, changed_files=changed))
+        prepared.append((wf, blob, inputs))
+
     backend = make_backend(options.backend)
     try:
         backend.sweep()
@@ -150,17 +167,11 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
     store = Store.open(settings.database_url)
     settings.work_root.mkdir(parents=True, exist_ok=True)
     engine = Engine(store, backend, WorkspaceCache(settings.mirrors), settings.work_root, parallel=settings.parallel)
-    git = GitInfo(
-        sha=sha or "", ref=f"refs/heads/{branch}" if branch else "", branch=branch, tag=tag,
-        message=repo.message(sha) if sha else "", author=repo.author(sha) if sha else "", repo=str(repo.root),
-    )
-    workspace = Workspace(repo=str(repo.root), dirty_path=str(repo.root)) if options.dirty else Workspace(repo=str(repo.root), commit=sha)
     tty = out.isatty()
     verdicts: list[Outcome] = []
-    for wf, blob in selected:
+    for wf, blob, inputs in prepared:
         if cancel.is_set():
             break
-        inputs = resolve_inputs(wf, options.inputs, strict=options.event == "manual")
         run_id = store.create_run(
             repo=str(repo.root), workflow=wf.name, workflow_file=wf.file, blob_sha=blob, commit_sha=sha,
             ref=git.ref or None, event=options.event, dirty=options.dirty,
@@ -189,6 +200,26 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
     if cancel.is_set():
         return 130
     return 0 if verdicts and all(v is Outcome.SUCCEEDED for v in verdicts) else 1
+
+
+def _check_secrets(ctx: RunContext) -> None:
+    """Every secret a task that will run declares (`secrets:`) or reads (`${secrets.NAME}`) is given."""
+    wf = ctx.workflow
+    for task in wf.tasks:
+        if when_skip_reason(task.when, ctx) is not None:
+            continue
+        wanted = list(task.secrets)
+        for _path, text in expr.strings([wf.env, list(task.commands), task.env, task.config, task.workdir or ""]):
+            try:
+                wanted += [r.parts[0] for r in expr.find(text) if r.root == "secrets" and r.parts]
+            except expr.ExprError:
+                continue
+        for name in dict.fromkeys(wanted):
+            if name not in ctx.secrets:
+                raise LocalRunError(
+                    f"{wf.file}: task '{task.name}' needs secret '{name}', which is not set "
+                    f"(pass --secret {name}=VALUE, --secret-file {name}=PATH, or set CLARITY_SECRET_{name})"
+                )
 
 
 def _detail(state: str, exit_code: int | None, error: str | None) -> str:

@@ -67,8 +67,8 @@ class LocalRepo:
     def author(self, sha: str) -> str:
         return str(self.repo.commit(sha).author.name or "")
 
-    def relpath(self, path: Path) -> str:
-        absolute = (Path.cwd() / path).resolve()
+    def relpath(self, path: Path, cwd: Path) -> str:
+        absolute = (cwd / path).resolve()
         try:
             return absolute.relative_to(self.root).as_posix()
         except ValueError:
@@ -84,7 +84,7 @@ class LocalRepo:
             tree = self.repo.commit(sha).tree / WORKFLOW_DIR
         except KeyError:
             return []
-        return sorted(b.path for b in tree.blobs if b.name.endswith((".yaml", ".yml")))
+        return sorted(str(b.path) for b in tree.blobs if b.name.endswith((".yaml", ".yml")))
 
     def read(self, path: str, sha: str | None) -> WorkflowSource:
         if sha is None:

@@ -18,6 +18,10 @@ def _default_home(env: Mapping[str, str]) -> Path:
     return Path(base) / "clarity"
 
 
+class SettingsError(ValueError):
+    """A setting has a value Clarity cannot use; the message names it."""
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -38,5 +42,8 @@ class Settings:
         env = os.environ if env is None else env
         home = _default_home(env)
         url = env.get("CLARITY_DATABASE_URL") or f"sqlite:///{home / 'clarity.db'}"
-        parallel = int(env.get("CLARITY_PARALLEL") or max(2, os.cpu_count() or 2))
+        raw = env.get("CLARITY_PARALLEL") or str(max(2, os.cpu_count() or 2))
+        if not raw.isdigit() or int(raw) < 1:
+            raise SettingsError(f"CLARITY_PARALLEL={raw!r}: expected a whole number of tasks, at least 1")
+        parallel = int(raw)
         return cls(home=home, database_url=url, parallel=parallel)

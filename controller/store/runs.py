@@ -114,13 +114,14 @@ class Store:
         """Create a queued run with its tasks (name, image) pending; return the run id."""
         now = time.time()
         with self.engine.begin() as conn:
-            run_id = conn.execute(
+            run_id: Any = conn.execute(
                 tables.runs.insert().values(
                     repo=repo, workflow=workflow, workflow_file=workflow_file, blob_sha=blob_sha,
                     commit_sha=commit_sha, ref=ref, event=event, dirty=dirty, state="queued",
                     trigger=trigger, created_at=now,
                 )
-            ).inserted_primary_key[0]
+            ).inserted_primary_key
+            run_id = run_id[0]
             if tasks:
                 conn.execute(
                     tables.tasks.insert(),

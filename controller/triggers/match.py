@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import fnmatch
 from typing import Iterable
 
+from controller.workflow import globs
 from controller.workflow.model import Trigger, Workflow
 
 DEFAULT_EVENTS = ("push", "pull_request")
@@ -16,8 +16,8 @@ def skip_ci(message: str) -> bool:
     return any(marker in lowered for marker in SKIP_MARKERS)
 
 
-def _any(value: str, globs: Iterable[str]) -> bool:
-    return any(fnmatch.fnmatchcase(value, g) for g in globs)
+def _any(value: str, patterns: Iterable[str]) -> bool:
+    return any(globs.match(value, g) for g in patterns)
 
 
 def _paths_match(trigger: Trigger, changed: tuple[str, ...] | None) -> bool:
@@ -54,10 +54,8 @@ def trigger_matches(trigger: Trigger, event: str, branch: str, tag: str, changed
 
 def why_not(workflow: Workflow, event: str, branch: str, tag: str, changed: tuple[str, ...] | None) -> str | None:
     """None if the workflow runs for this event, else the reason it does not."""
-    if not workflow.triggers:
-        if event in DEFAULT_EVENTS:
-            return None
-        return f"it has no triggers, so it runs on {' and '.join(DEFAULT_EVENTS)} only"
+    if not workflow.triggers:  # `triggers: []` (absent means push + pull_request, filled in by the model)
+        return f"it has no triggers (`triggers: []`), so no {event} starts it; name its file to run it"
     for trigger in workflow.triggers:
         if trigger_matches(trigger, event, branch, tag, changed):
             return None

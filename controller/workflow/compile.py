@@ -7,14 +7,13 @@ environment variable holding the value, so `git.branch = "$(touch /tmp/pwned)"` 
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import posixpath
 import shlex
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from controller.workflow import expr
+from controller.workflow import expr, globs
 from controller.workflow.model import Task, When, Workflow
 from runner.spec import CLARITY_DIR, WORKSPACE_PATH, ArtifactIn, File, Limits, TaskResult, TaskSpec, Workspace
 
@@ -142,7 +141,7 @@ def when_skip_reason(when: When | None, ctx: RunContext) -> str | None:
     if when.events is not None and ctx.event not in when.events:
         return f"event is {ctx.event}, the task runs on {', '.join(when.events)}"
     if when.branches is not None:
-        if not any(fnmatch.fnmatchcase(ctx.git.branch, g) for g in when.branches):
+        if not any(globs.match(ctx.git.branch, g) for g in when.branches):
             return f"branch '{ctx.git.branch}' matches none of {', '.join(when.branches)}"
     if ctx.changed_files is not None and (when.paths is not None or when.paths_ignore is not None):
         changed = [p for p in ctx.changed_files if not any(_glob(p, g) for g in when.paths_ignore or ())]
@@ -156,7 +155,7 @@ def when_skip_reason(when: When | None, ctx: RunContext) -> str | None:
 def _glob(path: str, pattern: str) -> bool:
     if pattern.endswith("/"):
         pattern += "**"
-    return fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(path, pattern.replace("**/", ""))
+    return globs.match(path, pattern)
 
 
 def script(task: Task, env: dict[str, str], resolve: _Resolver) -> str:
