@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -17,6 +19,9 @@ from controller import __version__
 from controller.settings import Settings, SettingsError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELED = 0, 1, 2, 130
+
+
+_SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class UserError(Exception):
@@ -51,6 +56,11 @@ def collect_secrets(
             secrets[name] = Path(path).read_text(encoding="utf-8").rstrip("\n")
         except OSError as exc:
             raise UserError(f"--secret-file {name}={path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise UserError(f"--secret-file {name}={path}: not UTF-8 text (encode a binary secret, e.g. base64)") from None
+    for name in secrets:
+        if not _SECRET_NAME.fullmatch(name):
+            raise UserError(f"secret name {name!r} is not valid: use letters, digits and _ (e.g. DEPLOY_KEY)")
     return secrets
 
 
@@ -89,21 +99,40 @@ def _open_store(settings: Settings):  # type: ignore[no-untyped-def]
 def _cmd_runs(args: argparse.Namespace) -> int:
     from controller.console import fmt_duration
 
+    from runner import owner
+
     store = _open_store(Settings.from_env())
-    rows = store.list_runs(limit=args.limit)
+    store.reap_orphans(owner.is_orphan)
+    repo = None if args.all else _current_repo()
+    rows = store.list_runs(limit=args.limit, repo=repo)
     if not rows:
-        print("no runs yet: start one with `clarity run`")
+        where = f" of {repo} (`clarity runs --all` shows every repository's)" if repo else ""
+        print(f"no runs yet{where}: start one with `clarity run`")
         return EXIT_OK
-    print(f"{'RUN':>5}  {'STATE':<10}  {'WORKFLOW':<24}  {'COMMIT':<8}  {'EVENT':<12}  {'TIME':>7}  STARTED")
+    if repo:
+        print(f"runs of {repo}")
+    print(f"{'RUN':>5}  {'STATE':<10}  {'WORKFLOW':<24}  {'COMMIT':<9}  {'EVENT':<12}  {'TIME':>7}  {'STARTED':<19}"
+          + ("  REPOSITORY" if repo is None else ""))
     for r in rows:
         commit = (r.commit_sha or "")[:8] + ("+" if r.dirty else "")
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at))
-        print(f"{r.id:>5}  {r.state:<10}  {r.workflow[:24]:<24}  {commit:<8}  {r.event:<12}  "
-              f"{fmt_duration(r.duration_s):>7}  {started}")
+        print(f"{r.id:>5}  {r.state:<10}  {r.workflow[:24]:<24}  {commit:<9}  {r.event:<12}  "
+              f"{fmt_duration(r.duration_s):>7}  {started:<19}" + (f"  {r.repo}" if repo is None else ""))
     return EXIT_OK
 
 
+def _current_repo() -> str | None:
+    """The root of the git working copy around the current directory, as runs record it."""
+    from controller.localrepo import LocalRepo, RepoError
+
+    try:
+        return str(LocalRepo.find(Path.cwd()).root)
+    except RepoError:
+        return None
+
+
 def _cmd_logs(args: argparse.Namespace) -> int:
+    from controller.console import printable
     from controller.store.runs import NotFound
 
     store = _open_store(Settings.from_env())
@@ -116,6 +145,7 @@ def _cmd_logs(args: argparse.Namespace) -> int:
         raise UserError(f"run {run.id} has no task '{args.task}' (its tasks: {', '.join(tasks)})")
     width = max((len(t) for t in tasks), default=4)
     for task, _ts, line in store.logs(run.id, args.task):
+        line = printable(line)
         print(line if args.task else f"{task.ljust(width)} │ {line}")
     return EXIT_OK
 
@@ -127,7 +157,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.parallel is not None:
         if args.parallel < 1:
             raise UserError("--parallel must be at least 1")
-        settings = Settings(settings.home, settings.database_url, args.parallel)
+        settings = dataclasses.replace(settings, parallel=args.parallel)
     options = LocalRunOptions(
         files=tuple(args.files),
         tasks=tuple(args.task),
@@ -170,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--secret", action="append", default=[], metavar="NAME[=VALUE]", help="a secret (value from $NAME if omitted); repeatable")
     run.add_argument("--secret-file", action="append", default=[], metavar="NAME=PATH", help="a secret read from a file; repeatable")
     run.add_argument("--dirty", action="store_true", help="run the working tree as it is, not the committed HEAD")
-    run.add_argument("--parallel", type=int, default=None, metavar="N", help="tasks running at once (default: CLARITY_PARALLEL or the number of cores)")
+    run.add_argument("--parallel", type=int, default=None, metavar="N", help="tasks running at once (default: CLARITY_PARALLEL, or the number of cores but at least 4: tasks mostly wait on containers)")
     run.add_argument("--backend", default=os.environ.get("CLARITY_BACKEND", "docker"), choices=["docker", "fake"],
                      help="docker (default), or fake: host processes, no isolation, for testing")
     run.set_defaults(func=_cmd_run)
@@ -182,8 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print the JSON Schema of the workflow format")
     schema.set_defaults(func=_cmd_schema)
 
-    runs = sub.add_parser("runs", help="list past runs")
+    runs = sub.add_parser("runs", help="list past runs (of the repository you are in; --all for every one)")
     runs.add_argument("--limit", type=int, default=20)
+    runs.add_argument("--all", action="store_true", help="runs of every repository, with a REPOSITORY column")
     runs.set_defaults(func=_cmd_runs)
 
     logs = sub.add_parser("logs", help="print the logs of a past run")

@@ -6,6 +6,7 @@ plain lines only, one per event, nothing redrawn.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from typing import IO, Sequence
@@ -21,6 +22,15 @@ _MARK = {
     "succeeded": "✓", "failed": "✗", "errored": "!", "timed_out": "⏱", "canceled": "⊘", "skipped": "-",
     "running": "●", "pending": "○", "retrying": "↻",
 }
+
+
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """A task's line made safe for a terminal: control characters (escape sequences that could
+    retitle, clear or rewrite the user's screen) are shown as \\xNN; tabs are kept."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -93,7 +103,7 @@ class Console:
 
     def task_log(self, task: str, line: str) -> None:
         with self.lock:
-            self._write(self._prefix(task) + line)
+            self._write(self._prefix(task) + printable(line))
 
     def task_finished(self, task: str, result: TaskResult, will_retry: bool) -> None:
         with self.lock:

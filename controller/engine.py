@@ -13,7 +13,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 from controller.store.runs import Store
 from controller.workflow import dag
@@ -108,9 +108,24 @@ class _Run:
         self.results: dict[str, TaskResult] = {}
         self.attempts: dict[str, int] = {}
         self.blocked: set[str] = set()
-        self.masker = Masker(ctx.secrets.values())  # for the engine's own lines; the runner masks the task's  # skipped because something they need did not succeed
+        self.masker = Masker(ctx.secrets.values())
+        # Containers are removed beside the next task, not before it starts; drained at the end.
+        self.cleanups = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cleanup")  # for the engine's own lines; the runner masks the task's  # skipped because something they need did not succeed
 
     def go(self) -> Outcome:
+        try:
+            return self._go()
+        finally:
+            self.cleanups.shutdown(wait=True)
+
+    def _defer(self, cleanup: Callable[[], None], sink: _LogSink) -> None:
+        def run() -> None:
+            cleanup()
+            sink.flush()  # a note from the cleanup itself
+
+        self.cleanups.submit(run)
+
+    def _go(self) -> Outcome:
         store, run_id = self.e.store, self.ctx.run_id
         store.set_run_state(run_id, "running", started=True)
         for name in self.order:
@@ -176,7 +191,9 @@ class _Run:
                 first = failed[0]
                 what = "was skipped" if first in self.blocked else self.results[first].outcome.value.replace("_", " ")
                 self.blocked.add(name)  # its own dependants are skipped in turn; a `when` skip is not
-                self._finish(name, TaskResult(Outcome.SKIPPED, error=f"skipped: needs '{first}', which {what}"))
+                # in list order the user wrote no `needs`: name the order instead
+                link = "needs" if self.ctx.workflow.uses_needs else "runs after"
+                self._finish(name, TaskResult(Outcome.SKIPPED, error=f"skipped: {link} '{first}', which {what}"))
                 continue
             if not self.cancel.is_set():
                 ready.append(name)
@@ -219,7 +236,7 @@ class _Run:
                 return TaskResult(Outcome.FAILED, started_at=started, finished_at=time.time(), error=message)
             return execute(
                 spec, self.e.backend, work_root=self.e.work_root, workspaces=self.e.workspaces,
-                on_log=sink, cancel=self.cancel,
+                on_log=sink, cancel=self.cancel, defer=lambda fn: self._defer(fn, sink),
             )
         except Exception as exc:  # a bug or an infrastructure failure: the run goes on
             message = self.masker.mask(f"internal error: {type(exc).__name__}: {exc}")

@@ -24,7 +24,9 @@ from controller.workflow import dag, expr
 from controller.workflow.compile import GitInfo, RunContext, when_skip_reason
 from controller.workflow.lint import lint_text
 from controller.workflow.model import Workflow
+from runner import owner
 from runner.backends.base import Backend, BackendError
+from runner.masking import MIN_LEN
 from runner.spec import Outcome, Workspace
 from runner.workspace import WorkspaceCache
 
@@ -47,14 +49,14 @@ class LocalRunOptions:
     backend: str = "docker"
 
 
-def make_backend(name: str) -> Backend:
+def make_backend(name: str, settings: Settings) -> Backend:
     if name == "fake":
         from runner.backends.fake import FakeBackend
 
         return FakeBackend()
     from runner.backends.docker import DockerBackend
 
-    return DockerBackend()
+    return DockerBackend(pull=settings.pull)
 
 
 def select_tasks(wf: Workflow, names: tuple[str, ...]) -> Workflow:
@@ -140,8 +142,13 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
     if options.tasks:
         everywhere = {t.name for wf, _ in selected for t in wf.tasks}
         missing = [t for t in options.tasks if t not in everywhere]
-        if missing:
-            raise LocalRunError(f"no task named {', '.join(missing)} in the selected workflows")
+        for name in missing:
+            homes = [wf.file for wf, _ in workflows if any(t.name == name for t in wf.tasks)]
+            if homes:
+                raise LocalRunError(f"task '{name}' is in {homes[0]}, which does not run for a {options.event} "
+                                    f"event (name the file, or pick the event with --event)")
+            known = sorted({t.name for wf, _ in workflows for t in wf.tasks})
+            raise LocalRunError(f"no task named '{name}' (the tasks: {', '.join(known)})")
     if not selected:
         print(f"clarity: no workflow runs for a {options.event} event", file=out)
         return 0
@@ -155,18 +162,23 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
     prepared: list[tuple[Workflow, str | None, dict[str, str]]] = []
     for wf, blob in selected:
         inputs = resolve_inputs(wf, options.inputs, strict=options.event == "manual")
-        _check_secrets(RunContext(run_id=0, workflow=wf, workspace=workspace, git=git, event=options.event,
+        _check_values(RunContext(run_id=0, workflow=wf, workspace=workspace, git=git, event=options.event,
                                   inputs=inputs, secrets=options.secrets, changed_files=changed))
         prepared.append((wf, blob, inputs))
 
-    backend = make_backend(options.backend)
+    for name, value in options.secrets.items():
+        if 0 < len(value) < MIN_LEN:
+            print(f"clarity: warning: secret {name} is shorter than {MIN_LEN} characters and cannot be masked in logs",
+                  file=sys.stderr)
+    backend = make_backend(options.backend, settings)
     try:
         backend.sweep()
     except BackendError as exc:
         raise LocalRunError(str(exc)) from None
     store = Store.open(settings.database_url)
+    store.reap_orphans(owner.is_orphan)
     settings.work_root.mkdir(parents=True, exist_ok=True)
-    engine = Engine(store, backend, WorkspaceCache(settings.mirrors), settings.work_root, parallel=settings.parallel)
+    engine = Engine(store, backend, WorkspaceCache(settings.cache), settings.work_root, parallel=settings.parallel)
     tty = out.isatty()
     verdicts: list[Outcome] = []
     for wf, blob, inputs in prepared:
@@ -176,7 +188,7 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
             repo=str(repo.root), workflow=wf.name, workflow_file=wf.file, blob_sha=blob, commit_sha=sha,
             ref=git.ref or None, event=options.event, dirty=options.dirty,
             trigger={"by": "clarity run", "event": options.event, "inputs": dict(inputs)},
-            tasks=[(t.name, t.image) for t in wf.tasks],
+            tasks=[(t.name, t.image) for t in wf.tasks], owner=owner.current(),
         )
         ctx = RunContext(
             run_id=run_id, workflow=wf, workspace=workspace, git=git, event=options.event,
@@ -202,23 +214,32 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
     return 0 if verdicts and all(v is Outcome.SUCCEEDED for v in verdicts) else 1
 
 
-def _check_secrets(ctx: RunContext) -> None:
-    """Every secret a task that will run declares (`secrets:`) or reads (`${secrets.NAME}`) is given."""
+def _check_values(ctx: RunContext) -> None:
+    """Every secret a task that will run declares (`secrets:`) or reads (`${secrets.NAME}`), and
+    every input it reads (`${inputs.NAME}`), is given: found before anything runs."""
     wf = ctx.workflow
     for task in wf.tasks:
         if when_skip_reason(task.when, ctx) is not None:
             continue
-        wanted = list(task.secrets)
+        secrets, inputs = list(task.secrets), []
         for _path, text in expr.strings([wf.env, list(task.commands), task.env, task.config, task.workdir or ""]):
             try:
-                wanted += [r.parts[0] for r in expr.find(text) if r.root == "secrets" and r.parts]
+                refs = [r for r in expr.find(text) if r.parts]
             except expr.ExprError:
                 continue
-        for name in dict.fromkeys(wanted):
+            secrets += [r.parts[0] for r in refs if r.root == "secrets"]
+            inputs += [r.parts[0] for r in refs if r.root == "inputs"]
+        for name in dict.fromkeys(secrets):
             if name not in ctx.secrets:
                 raise LocalRunError(
                     f"{wf.file}: task '{task.name}' needs secret '{name}', which is not set "
                     f"(pass --secret {name}=VALUE, --secret-file {name}=PATH, or set CLARITY_SECRET_{name})"
+                )
+        for name in dict.fromkeys(inputs):
+            if name not in ctx.inputs:
+                raise LocalRunError(
+                    f"{wf.file}: task '{task.name}' reads input '{name}', which was not given "
+                    f"(pass --input {name}=VALUE, or give it a default in a manual trigger's inputs)"
                 )
 
 

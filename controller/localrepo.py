@@ -95,8 +95,10 @@ class LocalRepo:
         try:
             blob = self.repo.commit(sha).tree / path
         except KeyError:
-            hint = " (it exists in the working tree: commit it, or use --dirty)" if (self.root / path).exists() else ""
-            raise RepoError(f"{path}: not in commit {sha[:8]}{hint}") from None
+            if not (self.root / path).exists():
+                raise RepoError(f"{path}: no such file") from None
+            raise RepoError(f"{path}: not in commit {sha[:8]} (it exists in the working tree: commit it, "
+                            "or use --dirty)") from None
         return WorkflowSource(path, blob.data_stream.read().decode("utf-8"), blob.hexsha)
 
     def is_modified(self, path: str) -> bool:

@@ -28,10 +28,13 @@ class Settings:
     """State directory: the embedded database, mirror cache, artifacts, task scratch space."""
     database_url: str
     parallel: int
+    pull: bool = True
+    """Pull an image that is not present locally (CLARITY_PULL=missing, the default) or not (never)."""
 
     @property
-    def mirrors(self) -> Path:
-        return self.home / "mirrors"
+    def cache(self) -> Path:
+        """Mirror cache root (WorkspaceCache keeps `mirrors/` under it)."""
+        return self.home
 
     @property
     def work_root(self) -> Path:
@@ -42,8 +45,11 @@ class Settings:
         env = os.environ if env is None else env
         home = _default_home(env)
         url = env.get("CLARITY_DATABASE_URL") or f"sqlite:///{home / 'clarity.db'}"
-        raw = env.get("CLARITY_PARALLEL") or str(max(2, os.cpu_count() or 2))
+        raw = env.get("CLARITY_PARALLEL") or str(max(4, os.cpu_count() or 4))
         if not raw.isdigit() or int(raw) < 1:
             raise SettingsError(f"CLARITY_PARALLEL={raw!r}: expected a whole number of tasks, at least 1")
         parallel = int(raw)
-        return cls(home=home, database_url=url, parallel=parallel)
+        pull = env.get("CLARITY_PULL") or "missing"
+        if pull not in ("missing", "never"):
+            raise SettingsError(f"CLARITY_PULL={pull!r}: expected 'missing' (the default) or 'never'")
+        return cls(home=home, database_url=url, parallel=parallel, pull=pull == "missing")

@@ -24,6 +24,7 @@ Decisions:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import json
 import logging
@@ -63,7 +64,11 @@ def execute(
     workspaces: WorkspaceCache,
     on_log: Callable[[str], None],
     cancel: threading.Event | None = None,
+    defer: Callable[[Callable[[], None]], None] | None = None,
 ) -> TaskResult:
+    """Run one task. Cleanup (remove the container and the host directory) happens on every path;
+    with `defer`, it is handed to that callable (e.g. a pool the caller drains before it exits)
+    so the next task need not wait for it."""
     started_at = time.time()
     out = _Log(on_log, Masker(spec.mask))
 
@@ -124,17 +129,26 @@ def execute(
                           error=_oom_sentence(spec), **collected)
         return result(Outcome.FAILED, exit_code=exit.code, **collected)
     finally:
-        if handle is not None:
-            try:
-                backend.destroy(handle)
-            except Exception as e:  # shielded: cleanup trouble never changes the outcome
-                log.exception("destroy failed for %s/%s", spec.run_id, spec.task)
-                out.note(f"could not remove the container: {e}")
-        if pump is not None:
-            pump.join(LOG_DRAIN_S)
-        shutil.rmtree(host_dir, ignore_errors=True)
-        if host_dir.exists():
-            log.warning("could not remove %s", host_dir)
+        cleanup = functools.partial(_cleanup, spec, backend, handle, pump, host_dir, out)
+        if defer is None:
+            cleanup()
+        else:
+            defer(cleanup)
+
+
+def _cleanup(spec: TaskSpec, backend: Backend, handle: Any, pump: threading.Thread | None,
+             host_dir: Path, out: _Log) -> None:
+    if handle is not None:
+        try:
+            backend.destroy(handle)
+        except Exception as e:  # shielded: cleanup trouble never changes the outcome
+            log.exception("destroy failed for %s/%s", spec.run_id, spec.task)
+            out.note(f"could not remove the container: {e}")
+    if pump is not None:
+        pump.join(LOG_DRAIN_S)
+    shutil.rmtree(host_dir, ignore_errors=True)
+    if host_dir.exists():
+        log.warning("could not remove %s", host_dir)
 
 
 class _Log:

@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import sqlalchemy as sa
 
@@ -27,6 +27,7 @@ class RunRow:
     dirty: bool
     state: str
     trigger: Any
+    owner: str | None
     created_at: float
     started_at: float | None
     finished_at: float | None
@@ -110,6 +111,7 @@ class Store:
         dirty: bool,
         trigger: Any,
         tasks: Sequence[tuple[str, str | None]],
+        owner: str | None = None,
     ) -> int:
         """Create a queued run with its tasks (name, image) pending; return the run id."""
         now = time.time()
@@ -118,7 +120,7 @@ class Store:
                 tables.runs.insert().values(
                     repo=repo, workflow=workflow, workflow_file=workflow_file, blob_sha=blob_sha,
                     commit_sha=commit_sha, ref=ref, event=event, dirty=dirty, state="queued",
-                    trigger=trigger, created_at=now,
+                    trigger=trigger, owner=owner, created_at=now,
                 )
             ).inserted_primary_key
             run_id = run_id[0]
@@ -155,6 +157,25 @@ class Store:
             query = query.where(tables.runs.c.repo == repo)
         with self.engine.connect() as conn:
             return [RunRow(**row) for row in conn.execute(query).mappings()]
+
+    def reap_orphans(self, is_orphan: Callable[[str | None], bool]) -> list[int]:
+        """Runs left queued or running by a process that is gone (killed, or interrupted twice)
+        are marked canceled, with their unfinished tasks; return their ids."""
+        with self.engine.begin() as conn:
+            open_runs = conn.execute(
+                sa.select(tables.runs.c.id, tables.runs.c.owner).where(tables.runs.c.state.in_(("queued", "running")))
+            ).all()
+            reaped = [r.id for r in open_runs if is_orphan(r.owner)]
+            if reaped:
+                now = time.time()
+                conn.execute(tables.runs.update().where(tables.runs.c.id.in_(reaped))
+                             .values(state="canceled", finished_at=now))
+                conn.execute(
+                    tables.tasks.update()
+                    .where(tables.tasks.c.run_id.in_(reaped), tables.tasks.c.state.in_(("pending", "running")))
+                    .values(state="canceled", error="interrupted: the clarity process running it is gone")
+                )
+        return reaped
 
     # tasks
 

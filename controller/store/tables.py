@@ -27,6 +27,7 @@ runs = sa.Table(
     sa.Column("dirty", sa.Boolean, nullable=False, default=False),
     sa.Column("state", sa.Text, nullable=False),  # queued, running, or a final Outcome value
     sa.Column("trigger", sa.JSON),  # who and what started it
+    sa.Column("owner", sa.Text),  # the process executing it (runner.owner): host:pid:start
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("started_at", sa.Float),
     sa.Column("finished_at", sa.Float),

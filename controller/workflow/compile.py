@@ -73,7 +73,10 @@ class _Resolver:
         handler = getattr(self, f"_{root}", None)
         if handler is None:
             raise RenderError(f"{ref.raw}: unknown root '{root}'")
-        return str(handler(ref, parts))
+        value = str(handler(ref, parts))
+        if "\x00" in value:  # an environment variable cannot hold it: the task could not start
+            raise RenderError(f"{ref.raw}: the value holds a NUL byte, which cannot be passed to a task")
+        return value
 
     def _tasks(self, ref: expr.Ref, parts: list[str]) -> str:
         if len(parts) < 2:
@@ -226,6 +229,9 @@ def render_task(
         argv: tuple[str, ...] = ("/bin/sh", "-e", SCRIPT_PATH)
     else:
         argv = ()
+    for key, value in env.items():
+        if "\x00" in value:
+            raise RenderError(f"task '{task.name}': the value of {key} holds a NUL byte, which cannot be passed to a task")
 
     workdir = WORKSPACE_PATH
     if task.workdir:

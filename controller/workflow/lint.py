@@ -230,8 +230,14 @@ def lint_paths(paths: Iterable[str | os.PathLike[str]] = (),
         name = str(path)
         try:
             text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            results[name] = [error(Pos(name, 1, 1), f"cannot read the file: {exc}")]
+        except FileNotFoundError:
+            results[name] = [error(Pos(name, 1, 1), "no such file")]
+            continue
+        except UnicodeDecodeError as exc:
+            results[name] = [error(Pos(name, 1, 1), f"not UTF-8 text (byte {exc.start}): a workflow file is YAML text")]
+            continue
+        except OSError as exc:
+            results[name] = [error(Pos(name, 1, 1), f"cannot read the file: {exc.strerror}")]
             continue
         results[name] = lint_text(text, name, task_types)[1]
     return results

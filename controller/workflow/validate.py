@@ -150,6 +150,14 @@ def _accepts(v: jsonschema.Draft202012Validator, doc: Located, path: JsonPath, r
     return not _errors_at(v, data, path)
 
 
+def _as_duration(text: str) -> str:
+    """'1:30' -> '1m30s', '1:02:03' -> '1h2m3s' (how a clock-style time is meant)."""
+    parts = [int(p) for p in text.split(":") if p.isdigit()]
+    units = ("h", "m", "s")[-len(parts):] if 0 < len(parts) <= 3 else ()
+    written = "".join(f"{n}{u}" for n, u in zip(parts, units) if n)
+    return written or "90s"
+
+
 def _pitfalls(v: jsonschema.Draft202012Validator, doc: Located, bad: set[JsonPath]) -> Iterator[Diagnostic]:
     for path, s in doc.scalars.items():
         if not s.plain or path in bad or not path:
@@ -164,8 +172,11 @@ def _pitfalls(v: jsonschema.Draft202012Validator, doc: Located, bad: set[JsonPat
                               f'quote it: "{s.text}", or write {str(value).lower()}')
         elif s.tag in ("int", "float") and not isinstance(value, bool):
             if ":" in s.text:
-                yield warning(doc.pos(path), f"{s.text} is read by YAML 1.1 as the base-60 number {value}",
-                              f'quote it: "{s.text}"')
+                if path[-1] == "timeout":  # "1:30" quoted is no duration either
+                    hint = f"write the duration with units, e.g. {_as_duration(s.text)}"
+                else:
+                    hint = f'quote it: "{s.text}"'
+                yield warning(doc.pos(path), f"{s.text} is read by YAML 1.1 as the base-60 number {value}", hint)
             elif _OCTAL.fullmatch(s.text) and s.tag == "int":
                 yield warning(doc.pos(path), f"{s.text} is read by YAML 1.1 as the octal number {value}",
                               f'quote it: "{s.text}"')

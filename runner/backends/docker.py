@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-from docker.models.containers import Container
+from docker.models.containers import Container, _create_container_args
 
 from runner.backends.base import LABEL, BackendError, Exit
 from runner import owner
@@ -30,10 +30,14 @@ class DockerHandle:
 class DockerBackend:
     name = "docker"
 
-    def __init__(self, client: docker.DockerClient | None = None) -> None:
+    def __init__(self, client: docker.DockerClient | None = None, *, pull: bool = True) -> None:
+        """`pull`: fetch an image that is not present locally (as `docker run` does); off, a
+        missing image is an error at once, with no registry contacted."""
         self._client = client
+        self.pull = pull
         self._lock = threading.Lock()
         self._owner = owner.current()
+        self._present: set[str] = set()  # images seen locally: not looked up again for every task
 
     @property
     def client(self) -> docker.DockerClient:
@@ -53,27 +57,49 @@ class DockerBackend:
         kwargs["labels"][OWNER_LABEL] = self._owner
         self._ensure_image(spec.image)
         try:
-            return DockerHandle(self.client.containers.create(**kwargs))
+            return DockerHandle(self._create(kwargs))
+        except ImageNotFound:  # removed since we last looked: look again (and pull) once
+            self._present.discard(spec.image)
+            self._ensure_image(spec.image)
+            try:
+                return DockerHandle(self._create(kwargs))
+            except DockerException as e:
+                raise BackendError(f"could not create the container for image {spec.image!r}: {_why(e)}") from e
         except APIError as e:
             raise BackendError(f"could not create the container for image {spec.image!r}: {_why(e)}") from e
         except DockerException as e:
             raise BackendError(f"the Docker engine failed: {e}") from e
 
+    def _create(self, kwargs: dict[str, Any]) -> Container:
+        # containers.create() without its follow-up inspect: the verbs below need only the id.
+        args = _create_container_args({**kwargs, "version": self.client.api._version})
+        created = self.client.api.create_container(**args)
+        return self.client.containers.prepare_model({"Id": created["Id"]})
+
     def _ensure_image(self, image: str) -> None:
+        if image in self._present:
+            return
         try:
             self.client.images.get(image)
+            self._present.add(image)
             return
         except ImageNotFound:
             pass
         except DockerException as e:
             raise BackendError(f"the Docker engine failed while looking up image {image!r}: {e}") from e
+        if not self.pull:
+            raise BackendError(
+                f"image {image!r} is not present locally (pulling is off: CLARITY_PULL=never); "
+                "build or load it (docker build / docker load), or check the name"
+            )
         try:
             self.client.images.pull(image)
         except DockerException as e:
             raise BackendError(
                 f"image {image!r} is not present locally and could not be pulled: {_why(e)}; "
-                "build it locally (see .ci/images.sh) or check the name"
+                "build or load it locally (docker build / docker load), or check the name"
             ) from e
+        self._present.add(image)
 
     def start(self, handle: DockerHandle) -> None:
         try:

@@ -151,7 +151,7 @@ def test_run_failure(cli: Cli, make_repo: Callable[..., Repo]) -> None:
     assert cli(repo.path, "run") == 1
     assert re.search(r"^build +│ about to fail$", cli.out, re.M)
     assert re.search(r"^build +failed .*exit code 4$", cli.out, re.M)
-    assert re.search(r"^after +skipped .*needs 'build', which failed", cli.out, re.M)
+    assert re.search(r"^after +skipped .*(needs|runs after) 'build', which failed", cli.out, re.M)
     assert "never" not in cli.out
     assert "run 1 failed" in cli.out
 
@@ -208,7 +208,7 @@ def test_run_user_errors(case: str, cli: Cli, make_repo: Callable[..., Repo], tm
         cwd = make_repo({".clarity/ci.yaml": CI, ".clarity/bad.yaml": "workflow:\n  name: x\n  tasks: []\n"}).path
         expect = ["the workflow files have errors (above); nothing was run"]
     elif case == "unknown task":
-        cwd, args, expect = make_repo({".clarity/ci.yaml": CI}).path, ["--task", "nope"], ["no task named nope"]
+        cwd, args, expect = make_repo({".clarity/ci.yaml": CI}).path, ["--task", "nope"], ["no task named 'nope' (the tasks: build, test)"]
     elif case == "bad number input":
         cwd = make_repo({".clarity/m.yaml": MANUAL}).path
         args, expect = ["--event", "manual", "--input", "count=many"], ["input 'count' must be a number, got 'many'"]
@@ -316,14 +316,24 @@ def test_event_selects_workflows_by_trigger(event: str, ran: list[str], args: li
     printed = [line.split("│ ", 1)[1] for line in cli.out.splitlines() if "│ " in line and "ran" in line or "manual by" in line]
     assert sorted(p for p in printed if not p.startswith("+")) == sorted(ran)
     assert cli.out.count("▶ run") == len(ran)
-    assert "not run: no trigger matches" in cli.out or event == "push" and "not run" in cli.out
+    if event != "tag":
+        assert f"clarity: .clarity/tag.yaml: not run: it has no {event} trigger (its triggers: tag)" in cli.out
+    else:
+        assert "clarity: .clarity/push.yaml: not run: no trigger answers this tag" in cli.out
 
 
 def test_no_workflow_answers_the_event(cli: Cli, make_repo: Callable[..., Repo]) -> None:
     repo = make_repo({".clarity/push.yaml": EVENTS[".clarity/push.yaml"]})
     assert cli(repo.path, "run", "--event", "tag") == 0
-    assert "clarity: .clarity/push.yaml: not run: no trigger matches this tag (its triggers: push)" in cli.out
+    assert "clarity: .clarity/push.yaml: not run: no trigger answers this tag: its push trigger lists no `tags`" in cli.out
     assert "clarity: no workflow runs for a tag event" in cli.out
+
+
+def test_a_branch_filter_says_which_branch_missed(cli: Cli, make_repo: Callable[..., Repo]) -> None:
+    repo = make_repo({".clarity/push.yaml": EVENTS[".clarity/push.yaml"]}, branch="master")
+    assert cli(repo.path, "run") == 0
+    assert ("clarity: .clarity/push.yaml: not run: no trigger answers this push: "
+            "branch 'master' is not in branches [main]") in cli.out
 
 
 def test_dirty_runs_the_working_tree_default_runs_the_commit(cli: Cli, make_repo: Callable[..., Repo]) -> None:
@@ -389,13 +399,23 @@ def test_runs_and_logs(cli: Cli, make_repo: Callable[..., Repo], tmp_path: Path)
     repo = make_repo({".clarity/ci.yaml": CI, ".clarity/broken.yaml": FAILING, "app.txt": "app\n"})
     sha = git(repo.path, "rev-parse", "HEAD")
     assert cli(repo.path, "run") == 1
-    assert cli(tmp_path, "runs") == 0
+    assert cli(tmp_path, "runs") == 0  # outside a repository: every repository's runs
     lines = cli.out.splitlines()
-    assert lines[0].split() == ["RUN", "STATE", "WORKFLOW", "COMMIT", "EVENT", "TIME", "STARTED"]
+    assert lines[0].split() == ["RUN", "STATE", "WORKFLOW", "COMMIT", "EVENT", "TIME", "STARTED", "REPOSITORY"]
     assert lines[1].split()[:5] == ["2", "succeeded", "ci", sha[:8], "push"]  # newest first
+    assert lines[1].split()[-1] == str(repo.path.resolve())
     assert lines[2].split()[:5] == ["1", "failed", "broken", sha[:8], "push"]
     assert cli(tmp_path, "runs", "--limit", "1") == 0
     assert len(cli.out.splitlines()) == 2
+    other = make_repo({".clarity/ci.yaml": CI, "app.txt": "other\n"})
+    assert cli(other.path, "runs") == 0  # inside a repository: its runs only
+    assert f"no runs yet of {other.path.resolve()} (`clarity runs --all`" in cli.out
+    assert cli(repo.path, "runs") == 0
+    lines = cli.out.splitlines()
+    assert lines[0] == f"runs of {repo.path.resolve()}" and "REPOSITORY" not in lines[1]
+    assert [line.split()[0] for line in lines[2:]] == ["2", "1"]
+    assert cli(other.path, "runs", "--all") == 0
+    assert len(cli.out.splitlines()) == 3
 
     assert cli(tmp_path, "logs", "2") == 0
     assert cli.out.splitlines() == [

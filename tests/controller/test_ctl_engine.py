@@ -305,7 +305,7 @@ def test_timeout(harness: Harness) -> None:
     assert "timed out after 0.3s" in (rows["slow"].error or "")
     assert rows["slow"].duration_s is not None and rows["slow"].duration_s < 10
     assert rows["after"].state == "skipped"
-    assert rows["after"].error == "skipped: needs 'slow', which timed out"
+    assert rows["after"].error == "skipped: runs after 'slow', which timed out"  # list order: no `needs`
     assert run.store.get_run(run.run_id).state == "failed"
 
 

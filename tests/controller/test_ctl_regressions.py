@@ -105,3 +105,119 @@ workflow:
     assert "hunter2-secret" not in (tasks["b"].error or "")
     assert "********" in (tasks["b"].error or "")
     assert all("hunter2-secret" not in line for line in run.logs())
+
+
+def _run_repo(make_repo, monkeypatch: pytest.MonkeyPatch, workflow: str):  # type: ignore[no-untyped-def]
+    repo = make_repo({".clarity/ci.yaml": workflow})
+    monkeypatch.chdir(repo.path)
+    return repo
+
+
+def test_terminal_control_characters_are_escaped(make_repo, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    # A task must not retitle, clear or rewrite the user's terminal, live or in `clarity logs`.
+    _run_repo(make_repo, monkeypatch, """\
+workflow:
+  name: esc
+  tasks:
+    - {name: a, image: x, commands: ["printf 'x\\\\033]0;HIJACK\\\\007y\\\\033[2Jz\\\\tw\\\\n'"]}
+""")
+    assert main(["run", "--backend", "fake"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "x\\x1b]0;HIJACK\\x07y\\x1b[2Jz\tw" in out
+    assert main(["logs", "1", "a"]) == 0
+    logs = capsys.readouterr().out
+    assert "\x1b" not in logs and "x\\x1b]0;HIJACK\\x07y" in logs
+    stored = Store.open(Settings.from_env().database_url).logs(1, "a")
+    assert any("\x1b]0;HIJACK" in line for _t, _ts, line in stored)  # kept as the task wrote it
+
+
+def test_nul_in_an_output_fails_the_reader_clearly(make_repo, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    # It used to reach Docker as an env value, fail there as infrastructure and be retried.
+    _run_repo(make_repo, monkeypatch, """\
+workflow:
+  name: nul
+  tasks:
+    - {name: producer, image: x, commands: ["printf 'k=a\\\\000b\\\\n' >> $CLARITY_OUTPUTS"]}
+    - {name: reader, image: x, commands: ["echo ${tasks.producer.outputs.k}"]}
+""")
+    assert main(["run", "--backend", "fake"]) == 1
+    store = Store.open(Settings.from_env().database_url)
+    reader = {t.name: t for t in store.list_tasks(1)}["reader"]
+    assert reader.state == "failed" and reader.attempt == 1
+    assert reader.error == "${tasks.producer.outputs.k}: the value holds a NUL byte, which cannot be passed to a task"
+
+
+def test_unset_input_is_found_before_anything_runs(make_repo, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    _run_repo(make_repo, monkeypatch, """\
+workflow:
+  name: inp
+  tasks:
+    - {name: first, image: x, commands: ["echo first"]}
+    - {name: second, image: x, commands: ["echo ${inputs.target}"]}
+""")
+    assert main(["run", "--backend", "fake"]) == 2
+    err = capsys.readouterr().err
+    assert "task 'second' reads input 'target', which was not given (pass --input target=VALUE" in err
+    assert not (Path(Settings.from_env().home) / "clarity.db").exists() or \
+        Store.open(Settings.from_env().database_url).list_runs() == []
+
+
+def test_secret_names_and_short_secrets(make_repo, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    _run_repo(make_repo, monkeypatch, """\
+workflow:
+  name: sec
+  tasks:
+    - {name: a, image: x, secrets: [TOKEN], commands: ["echo $TOKEN"]}
+""")
+    assert main(["run", "--backend", "fake", "--secret", "bad name=1"]) == 2
+    assert "secret name 'bad name' is not valid" in capsys.readouterr().err
+    assert main(["run", "--backend", "fake", "--secret", "TOKEN=ab"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: secret TOKEN is shorter than 3 characters and cannot be masked" in err
+
+
+def test_task_of_a_workflow_that_does_not_run_is_named(make_repo, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    _run_repo(make_repo, monkeypatch, """\
+workflow:
+  name: pushonly
+  triggers: [{type: push}]
+  tasks:
+    - {name: build, image: x, commands: ["true"]}
+""")
+    assert main(["run", "--backend", "fake", "--event", "pull_request", "--task", "build"]) == 2
+    assert ("task 'build' is in .clarity/ci.yaml, which does not run for a pull_request event"
+            in capsys.readouterr().err)
+
+
+def test_missing_file_argument(make_repo, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    _run_repo(make_repo, monkeypatch, "workflow:\n  name: w\n  tasks: [{name: a, image: x}]\n")
+    assert main(["run", "--backend", "fake", "nope.yaml"]) == 2
+    assert "clarity: error: nope.yaml: no such file" in capsys.readouterr().err
+
+
+def test_reap_orphans_only_touches_dead_owners(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    common = dict(repo="r", workflow="w", workflow_file="f", blob_sha=None, commit_sha=None, ref=None,
+                  event="push", dirty=False, trigger={}, tasks=[("a", "img"), ("b", "img")])
+    dead = store.create_run(owner="dead", **common)  # type: ignore[arg-type]
+    alive = store.create_run(owner="alive", **common)  # type: ignore[arg-type]
+    done = store.create_run(owner="dead", **common)  # type: ignore[arg-type]
+    store.set_run_state(dead, "running")
+    store.set_run_state(alive, "running")
+    store.set_run_state(done, "succeeded")
+    store.update_task(dead, "a", state="succeeded")
+    assert store.reap_orphans(lambda owner: owner == "dead") == [dead]
+    assert [store.get_run(i).state for i in (dead, alive, done)] == ["canceled", "running", "succeeded"]
+    assert {t.name: t.state for t in store.list_tasks(dead)} == {"a": "succeeded", "b": "canceled"}
+
+
+def test_clock_style_timeout_hint_leads_to_a_valid_duration() -> None:
+    # The hint used to say: quote it, "1:30" -- which is no duration either.
+    from controller.workflow.lint import lint_text
+
+    text = "workflow:\n  name: t\n  tasks:\n    - {name: a, image: x, timeout: 1:30}\n"
+    _wf, diags = lint_text(text, "t.yaml")
+    assert [(d.severity, d.hint) for d in diags] == [("warning", "write the duration with units, e.g. 1m30s")]
+    fixed, diags = lint_text(text.replace("1:30", "1m30s"), "t.yaml")
+    assert diags == [] and fixed is not None and fixed.tasks[0].timeout_s == 90

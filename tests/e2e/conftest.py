@@ -52,13 +52,13 @@ class Env:
         return path
 
     def clarity(self, cwd: Path, *args: str, extra_env: Mapping[str, str] | None = None, timeout: float = 180) -> Result:
-        env = {**os.environ, "CLARITY_HOME": str(self.home), **(extra_env or {})}
+        env = {**os.environ, "CLARITY_HOME": str(self.home), "CLARITY_PULL": "never", **(extra_env or {})}
         proc = subprocess.run([sys.executable, "-m", "controller.cli", *args], cwd=cwd, env=env,
                               capture_output=True, text=True, timeout=timeout)
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     def popen(self, cwd: Path, *args: str) -> subprocess.Popen[str]:
-        env = {**os.environ, "CLARITY_HOME": str(self.home)}
+        env = {**os.environ, "CLARITY_HOME": str(self.home), "CLARITY_PULL": "never"}
         return subprocess.Popen([sys.executable, "-m", "controller.cli", *args], cwd=cwd, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

@@ -162,3 +162,37 @@ def test_run_reads_the_commit_not_the_working_tree(env: Env, docker_client: Any,
     assert dirty.code == 0, dirty.err
     assert "changed-workflow" in dirty.out
     assert env.store().list_runs()[0].dirty is True
+
+
+def test_killed_clarity_leaves_nothing_behind_after_the_next_start(
+    env: Env, docker_client: Any, unique: str, no_leftovers: Callable[[str], None]
+) -> None:
+    # kill -9: no cleanup can run. The next `clarity run` removes the orphaned container and
+    # marks the run that was left "running" as canceled.
+    wf = _wf(unique, """\
+    - name: long
+      image: clarity-busybox:latest
+      commands: ["echo sleeping", "sleep 120"]
+""")
+    repo = env.repo({".clarity/ci.yaml": wf})
+    proc = env.popen(repo, "run")
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "sleeping" in line:
+            break
+    proc.kill()
+    proc.wait(timeout=10)
+    assert docker_client.api.containers(all=True, filters={"label": f"io.clarity.workflow={unique}"})
+    assert env.store().list_runs()[0].state == "running"
+
+    other = env.repo({".clarity/ci.yaml": _wf(f"{unique}-next", """\
+    - name: quick
+      image: clarity-busybox:latest
+      commands: ["true"]
+""")})
+    assert env.clarity(other, "run").code == 0
+    no_leftovers(unique)
+    first = env.store().get_run(1)
+    assert first.state == "canceled"
+    task = env.store().list_tasks(1)[0]
+    assert task.state == "canceled" and "process running it is gone" in (task.error or "")

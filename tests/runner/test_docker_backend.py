@@ -57,12 +57,44 @@ def test_pids_limit(run_docker: Callable[[TaskSpec], Run], make_spec: Spec) -> N
     assert r.lines == ["64"]
 
 
-def test_missing_image_is_errored_with_a_sentence(run_docker: Callable[[TaskSpec], Run], make_spec: Spec) -> None:
-    r = run_docker(make_spec("true", image="clarity-no-such-image:1"))
-    assert r.result.outcome is Outcome.ERRORED
-    error = r.result.error or ""
-    assert error.startswith("image 'clarity-no-such-image:1' is not present locally and could not be pulled: ")
-    assert error.endswith("; build it locally (see .ci/images.sh) or check the name")
+def test_missing_image_is_errored_with_a_sentence(docker_client: Any, make_spec: Spec, tmp_path: Path) -> None:
+    # pull=False: no registry is contacted from the tests.
+    from runner.backends.docker import DockerBackend
+    from runner.execute import execute
+    from runner.workspace import WorkspaceCache
+
+    backend = DockerBackend(docker_client, pull=False)
+    r = execute(make_spec("true", image="clarity-no-such-image:1"), backend, work_root=tmp_path / "w",
+                workspaces=WorkspaceCache(tmp_path / "c"), on_log=lambda line: None)
+    assert r.outcome is Outcome.ERRORED
+    assert r.error == ("image 'clarity-no-such-image:1' is not present locally (pulling is off: CLARITY_PULL=never); "
+                       "build or load it (docker build / docker load), or check the name")
+
+
+def test_failed_pull_is_errored_with_a_sentence(make_spec: Spec, tmp_path: Path) -> None:
+    # The engine's answer to a pull that cannot reach a registry, without contacting one.
+    from docker.errors import APIError, ImageNotFound
+
+    from runner.backends.base import BackendError
+    from runner.backends.docker import DockerBackend
+
+    class Images:
+        def get(self, name: str) -> None:
+            raise ImageNotFound("no such image")
+
+        def pull(self, name: str) -> None:
+            raise APIError("500", explanation='Get "https://registry.example/v2/": dial tcp: no such host')
+
+    class Client:
+        images = Images()
+
+    backend = DockerBackend(Client(), pull=True)  # type: ignore[arg-type]
+    with pytest.raises(BackendError) as caught:
+        backend.prepare(make_spec("true", image="acme/app:1"), tmp_path)
+    assert str(caught.value) == (
+        "image 'acme/app:1' is not present locally and could not be pulled: "
+        'Get "https://registry.example/v2/": dial tcp: no such host; '
+        "build or load it locally (docker build / docker load), or check the name")
 
 
 def test_containers_are_labelled_and_swept(docker_backend: Any, docker_client: Any, make_spec: Spec, tmp_path: Path) -> None:

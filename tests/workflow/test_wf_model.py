@@ -146,4 +146,4 @@ def test_lint_paths(tmp_path: pytest.TempPathFactory, monkeypatch: pytest.Monkey
     assert {Path(p).name: len(d) for p, d in results.items()} == {"bad.yml": 1, "good.yaml": 0}
     assert list(lint_paths([root])) == list(results)
     single = lint_paths([folder / "bad.yml", root / "missing.yaml"])
-    assert "cannot read the file" in single[str(root / "missing.yaml")][0].message
+    assert single[str(root / "missing.yaml")][0].message == "no such file"
