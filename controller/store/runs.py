@@ -14,8 +14,19 @@ from controller.store import tables
 from controller.store.migrations import migrate
 
 
+class _Timed:
+    started_at: float | None
+    finished_at: float | None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+
 @dataclass(frozen=True)
-class RunRow:
+class RunRow(_Timed):
     id: int
     repo: str
     workflow: str
@@ -32,15 +43,9 @@ class RunRow:
     started_at: float | None
     finished_at: float | None
 
-    @property
-    def duration_s(self) -> float | None:
-        if self.started_at is None or self.finished_at is None:
-            return None
-        return self.finished_at - self.started_at
-
 
 @dataclass(frozen=True)
-class TaskRow:
+class TaskRow(_Timed):
     run_id: int
     name: str
     position: int
@@ -54,12 +59,6 @@ class TaskRow:
     artifacts_dir: str | None
     started_at: float | None
     finished_at: float | None
-
-    @property
-    def duration_s(self) -> float | None:
-        if self.started_at is None or self.finished_at is None:
-            return None
-        return self.finished_at - self.started_at
 
 
 class NotFound(LookupError):
