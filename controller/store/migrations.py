@@ -1,6 +1,8 @@
 """Versioned schema migrations: an ordered list, each applied once, in its own transaction.
 
-A new migration is appended, never edited: databases in the field have run the old ones.
+Each migration is frozen: it spells out the tables as they were at its version (not the current
+`tables` module, which describes the newest schema), so a database made by any release reaches
+the same schema. A new migration is appended, never edited: databases in the field ran the old.
 """
 
 from __future__ import annotations
@@ -16,12 +18,134 @@ Migration = Callable[[sa.Connection], None]
 
 
 def _v1_initial(conn: sa.Connection) -> None:
-    for table in (tables.runs, tables.tasks, tables.logs):
-        table.create(conn, checkfirst=True)
+    m = sa.MetaData()
+    sa.Table(
+        "runs", m,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("repo", sa.Text, nullable=False),
+        sa.Column("workflow", sa.Text, nullable=False),
+        sa.Column("workflow_file", sa.Text, nullable=False),
+        sa.Column("blob_sha", sa.Text),
+        sa.Column("commit_sha", sa.Text),
+        sa.Column("ref", sa.Text),
+        sa.Column("event", sa.Text, nullable=False),
+        sa.Column("dirty", sa.Boolean, nullable=False, default=False),
+        sa.Column("state", sa.Text, nullable=False),
+        sa.Column("trigger", sa.JSON),
+        sa.Column("owner", sa.Text),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("started_at", sa.Float),
+        sa.Column("finished_at", sa.Float),
+    )
+    sa.Table(
+        "tasks", m,
+        sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("name", sa.Text, primary_key=True),
+        sa.Column("position", sa.Integer, nullable=False),
+        sa.Column("state", sa.Text, nullable=False),
+        sa.Column("attempt", sa.Integer, nullable=False, default=0),
+        sa.Column("image", sa.Text),
+        sa.Column("exit_code", sa.Integer),
+        sa.Column("error", sa.Text),
+        sa.Column("output", sa.JSON),
+        sa.Column("outputs", sa.JSON),
+        sa.Column("artifacts_dir", sa.Text),
+        sa.Column("started_at", sa.Float),
+        sa.Column("finished_at", sa.Float),
+    )
+    sa.Table(
+        "logs", m,
+        sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("task", sa.Text, nullable=False),
+        sa.Column("seq", sa.Integer, nullable=False),
+        sa.Column("ts", sa.Float, nullable=False),
+        sa.Column("line", sa.Text, nullable=False),
+        sa.PrimaryKeyConstraint("run_id", "task", "seq"),
+    )
+    m.create_all(conn)
+
+
+def _v2_controller(conn: sa.Connection) -> None:
+    """Repositories, webhook deliveries, API keys and the task queue (the controller service)."""
+    m = sa.MetaData()
+    sa.Table("runs", m, sa.Column("id", sa.Integer, primary_key=True))  # for the foreign keys
+    sa.Table(
+        "repos", m,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("name", sa.Text, nullable=False, unique=True),
+        sa.Column("url", sa.Text, nullable=False),
+        sa.Column("forge", sa.Text, nullable=False),
+        sa.Column("webhook_secret", sa.Text),
+        sa.Column("poll_interval_s", sa.Float),
+        sa.Column("enabled", sa.Boolean, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("polled_at", sa.Float),
+    )
+    sa.Table(
+        "repo_refs", m,
+        sa.Column("repo_id", sa.Integer, sa.ForeignKey("repos.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("ref", sa.Text, primary_key=True),
+        sa.Column("sha", sa.Text, nullable=False),
+        sa.Column("updated_at", sa.Float, nullable=False),
+    )
+    sa.Table(
+        "deliveries", m,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("forge", sa.Text, nullable=False),
+        sa.Column("delivery_id", sa.Text, nullable=False),
+        sa.Column("repo_id", sa.Integer, sa.ForeignKey("repos.id", ondelete="CASCADE")),
+        sa.Column("event", sa.Text, nullable=False),
+        sa.Column("payload", sa.JSON, nullable=False),
+        sa.Column("state", sa.Text, nullable=False),
+        sa.Column("error", sa.Text),
+        sa.Column("received_at", sa.Float, nullable=False),
+        sa.Column("processed_at", sa.Float),
+        sa.UniqueConstraint("forge", "delivery_id", name="uq_deliveries_forge_id"),
+    )
+    sa.Table(
+        "api_keys", m,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("prefix", sa.Text, nullable=False, unique=True),
+        sa.Column("hash", sa.Text, nullable=False),
+        sa.Column("role", sa.Text, nullable=False),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("last_used_at", sa.Float),
+        sa.Column("revoked_at", sa.Float),
+    )
+    sa.Table(
+        "queue", m,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("task", sa.Text, nullable=False),
+        sa.Column("attempt", sa.Integer, nullable=False),
+        sa.Column("spec", sa.JSON, nullable=False),
+        sa.Column("labels", sa.JSON, nullable=False),
+        sa.Column("state", sa.Text, nullable=False),
+        sa.Column("queued_at", sa.Float, nullable=False),
+        sa.Column("lease_id", sa.Text, unique=True),
+        sa.Column("lease_owner", sa.Text),
+        sa.Column("leased_at", sa.Float),
+        sa.Column("lease_expires_at", sa.Float),
+        sa.Column("cancel_requested", sa.Boolean, nullable=False),
+        sa.Column("log_offset", sa.Integer, nullable=False),
+        sa.Column("result", sa.JSON),
+        sa.Column("finished_at", sa.Float),
+        sa.Index("ix_queue_state_queued", "state", "queued_at"),
+    )
+    for name in ("repos", "repo_refs", "deliveries", "api_keys", "queue"):
+        m.tables[name].create(conn)
+    json = sa.JSON().compile(dialect=conn.dialect)
+    for column, kind in (("repo_id", "INTEGER REFERENCES repos(id) ON DELETE SET NULL"),
+                         ("dedupe_key", "TEXT"), ("context", json), ("workflow_text", "TEXT"),
+                         ("rerun_of", "INTEGER")):
+        conn.execute(sa.text(f"ALTER TABLE runs ADD COLUMN {column} {kind}"))
+    conn.execute(sa.text("CREATE UNIQUE INDEX ix_runs_dedupe_key ON runs (dedupe_key)"))
 
 
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _v1_initial),
+    (2, _v2_controller),
 ]
 
 

@@ -42,6 +42,11 @@ class RunRow(_Timed):
     created_at: float
     started_at: float | None
     finished_at: float | None
+    repo_id: int | None = None
+    dedupe_key: str | None = None
+    context: Any = None
+    workflow_text: str | None = None
+    rerun_of: int | None = None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,58 @@ schema_version = sa.Table(
     sa.Column("applied_at", sa.Float, nullable=False),
 )
 
+repos = sa.Table(
+    "repos",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),  # the forge's owner/repo
+    sa.Column("url", sa.Text, nullable=False),  # any git URL: https, ssh, file
+    sa.Column("forge", sa.Text, nullable=False),  # github | gitlab | gitea | generic
+    sa.Column("webhook_secret", sa.Text),  # HMAC key / token the forge signs deliveries with
+    sa.Column("poll_interval_s", sa.Float),  # NULL: no polling
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("polled_at", sa.Float),
+)
+
+repo_refs = sa.Table(
+    "repo_refs",  # the last sha seen per ref: what polling compares against
+    metadata,
+    sa.Column("repo_id", sa.Integer, sa.ForeignKey("repos.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("ref", sa.Text, primary_key=True),
+    sa.Column("sha", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+deliveries = sa.Table(
+    "deliveries",  # every verified webhook delivery, stored before it is answered
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("forge", sa.Text, nullable=False),
+    sa.Column("delivery_id", sa.Text, nullable=False),  # the forge's id; a repeat makes no new run
+    sa.Column("repo_id", sa.Integer, sa.ForeignKey("repos.id", ondelete="CASCADE")),
+    sa.Column("event", sa.Text, nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),  # received | processed | ignored | failed
+    sa.Column("error", sa.Text),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("processed_at", sa.Float),
+    sa.UniqueConstraint("forge", "delivery_id", name="uq_deliveries_forge_id"),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("prefix", sa.Text, nullable=False, unique=True),  # shown, and used to find the key
+    sa.Column("hash", sa.Text, nullable=False),  # sha256 of the whole key; the key itself is never stored
+    sa.Column("role", sa.Text, nullable=False),  # admin | read
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_used_at", sa.Float),
+    sa.Column("revoked_at", sa.Float),
+)
+
 runs = sa.Table(
     "runs",
     metadata,
@@ -28,6 +80,12 @@ runs = sa.Table(
     sa.Column("state", sa.Text, nullable=False),  # queued, running, or a final Outcome value
     sa.Column("trigger", sa.JSON),  # who and what started it
     sa.Column("owner", sa.Text),  # the process executing it (runner.owner): host:pid:start
+    # v2
+    sa.Column("repo_id", sa.Integer, sa.ForeignKey("repos.id", ondelete="SET NULL")),
+    sa.Column("dedupe_key", sa.Text, unique=True),  # one run per (repo, event, ref, commit, file)
+    sa.Column("context", sa.JSON),  # git info, trigger payload, inputs, changed files: to resume
+    sa.Column("workflow_text", sa.Text),  # the file at the commit (or its lint messages' source)
+    sa.Column("rerun_of", sa.Integer),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("started_at", sa.Float),
     sa.Column("finished_at", sa.Float),
@@ -60,4 +118,26 @@ logs = sa.Table(
     sa.Column("ts", sa.Float, nullable=False),
     sa.Column("line", sa.Text, nullable=False),  # always masked before it reaches here
     sa.PrimaryKeyConstraint("run_id", "task", "seq"),
+)
+
+queue = sa.Table(
+    "queue",  # the database is the queue: one row per task attempt
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("task", sa.Text, nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("spec", sa.JSON, nullable=False),  # runner.spec.TaskSpec.to_json()
+    sa.Column("labels", sa.JSON, nullable=False),  # what a runner must have
+    sa.Column("state", sa.Text, nullable=False),  # queued | leased | done | canceled
+    sa.Column("queued_at", sa.Float, nullable=False),
+    sa.Column("lease_id", sa.Text, unique=True),
+    sa.Column("lease_owner", sa.Text),  # the runner
+    sa.Column("leased_at", sa.Float),
+    sa.Column("lease_expires_at", sa.Float),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False),
+    sa.Column("log_offset", sa.Integer, nullable=False),  # lines stored before this attempt: runner seq 1 is offset+1
+    sa.Column("result", sa.JSON),  # runner.spec.TaskResult.to_json()
+    sa.Column("finished_at", sa.Float),
+    sa.Index("ix_queue_state_queued", "state", "queued_at"),
 )
