@@ -15,6 +15,9 @@ pkg_installed busybox-static || missing+=(busybox-static)
 command -v git >/dev/null 2>&1 || missing+=(git)
 pkg_installed debian-archive-keyring || missing+=(debian-archive-keyring)   # debootstrap verifies with it
 pkg_installed ca-certificates || missing+=(ca-certificates)
+# PostgreSQL: only the binaries (initdb, pg_ctl). No server is started here: the tests start a
+# throwaway cluster of their own (tests/conftest.py), as user nobody, on 127.0.0.1.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if ! command -v python3 >/dev/null 2>&1; then
   missing+=(python3 python3-venv)
 elif ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then

@@ -1,57 +1,54 @@
-"""The run executor: walks a run's DAG, renders each ready task, hands it to a runner, keeps state.
+"""The run scheduler: a run's DAG, driven by the database.
 
-Order and conditions are settled before the first task starts (`when` decides who is skipped);
-then tasks start as soon as everything they need has finished, up to `parallel` at a time. A task
-whose upstream failed is skipped; only an ERRORED task (infrastructure) is retried without being
-asked to, a FAILED or TIMED_OUT one only when the task declares `retries`.
+Nothing about a run lives only in memory. When a run starts, `when` conditions are settled; then
+each time something happens (a run starts, a task ends, a lease expires, a user cancels) the
+scheduler `advance`s the run: every pending task whose upstream has finished is rendered into a
+`TaskSpec` (expressions resolved against the stored outputs) and enqueued, or skipped when
+something it needs did not succeed. Runners lease from the queue (`controller.store.queue`)
+through `runner.protocol.Peer`; `controller.peer.InProcessPeer` calls back into `leased`,
+`logged` and `finished` here. A controller killed mid-run resumes from the tables (`resume`).
+
+Retries: only an ERRORED task (infrastructure) is retried without being asked to; a FAILED or
+TIMED_OUT one only when the task declares `retries`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
-from controller.store.runs import Store
+from controller.store.queue import Item, Queue
+from controller.store.runs import RunRow, Store, TaskRow
 from controller.workflow import dag
-from controller.workflow.compile import RenderError, RunContext, render_task, when_skip_reason
-from controller.workflow.model import Task
-from runner.backends.base import Backend
-from runner.execute import execute
+from controller.workflow.compile import GitInfo, RenderError, RunContext, render_task, when_skip_reason
+from controller.workflow.lint import lint_text
+from controller.workflow.model import Task, Workflow
+from controller.workflow.select import select_tasks
 from runner.masking import Masker
-from runner.spec import Outcome, TaskResult
-from runner.workspace import WorkspaceCache
+from runner.protocol import LogLine
+from runner.spec import Outcome, TaskResult, Workspace
 
 AUTO_RETRIES_ERRORED = 1
-LOG_FLUSH_LINES = 200
-LOG_FLUSH_SECONDS = 0.5
-
 FAILING = (Outcome.FAILED, Outcome.TIMED_OUT, Outcome.ERRORED, Outcome.CANCELED)
+FINAL_TASK = {o.value for o in Outcome}
+OPEN_RUN = ("queued", "running", "canceling")
 
 
 class Listener(Protocol):
-    """Who watches a run as it happens (the terminal, later the API's event stream)."""
+    """Who watches a run as it happens (the terminal; later the API's event stream)."""
 
     def task_started(self, task: str, attempt: int) -> None: ...
     def task_log(self, task: str, line: str) -> None: ...
     def task_finished(self, task: str, result: TaskResult, will_retry: bool) -> None: ...
 
 
-class _NullListener:
-    def task_started(self, task: str, attempt: int) -> None:
-        pass
-
-    def task_log(self, task: str, line: str) -> None:
-        pass
-
-    def task_finished(self, task: str, result: TaskResult, will_retry: bool) -> None:
-        pass
+SecretSource = Callable[[RunRow], Mapping[str, str]]
 
 
-def run_state(outcomes: list[Outcome]) -> Outcome:
+def run_state(outcomes: Sequence[Outcome]) -> Outcome:
     """One verdict for a run from its tasks' outcomes."""
     for worst in (Outcome.CANCELED, Outcome.FAILED, Outcome.TIMED_OUT, Outcome.ERRORED):
         if worst in outcomes:
@@ -59,198 +56,340 @@ def run_state(outcomes: list[Outcome]) -> Outcome:
     return Outcome.SUCCEEDED
 
 
-class _LogSink:
-    """Buffers a task's (already masked) lines and writes them to the store in batches."""
+def row_result(row: TaskRow) -> TaskResult:
+    return TaskResult(
+        outcome=Outcome(row.state), exit_code=row.exit_code, started_at=row.started_at,
+        finished_at=row.finished_at, output=row.output, outputs=row.outputs or {},
+        artifacts_dir=row.artifacts_dir, error=row.error,
+    )
 
-    def __init__(self, store: Store, run_id: int, task: str, listener: Listener) -> None:
-        self.store, self.run_id, self.task, self.listener = store, run_id, task, listener
-        self.lock = threading.Lock()
-        self.buffer: list[tuple[float, str]] = []
-        self.last_flush = time.monotonic()
 
-    def __call__(self, line: str) -> None:
-        self.listener.task_log(self.task, line)
-        with self.lock:
-            self.buffer.append((time.time(), line))
-            if len(self.buffer) >= LOG_FLUSH_LINES or time.monotonic() - self.last_flush > LOG_FLUSH_SECONDS:
-                self._flush()
+@dataclass(frozen=True)
+class RunSpec:
+    """What a run is made from: the workflow (as loaded) and where and why it runs."""
 
-    def _flush(self) -> None:
-        batch, self.buffer = self.buffer, []
-        self.last_flush = time.monotonic()
-        self.store.append_logs(self.run_id, self.task, batch)
+    workflow: Workflow
+    workflow_text: str
+    workspace: Workspace
+    git: GitInfo
+    event: str
+    repo: str
+    blob_sha: str | None = None
+    dirty: bool = False
+    trigger: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    inputs: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    changed_files: tuple[str, ...] | None = None
+    selected: tuple[str, ...] | None = None  # --task: the workflow is cut down to these
+    owner: str | None = None
+    repo_id: int | None = None
+    dedupe_key: str | None = None
 
-    def flush(self) -> None:
-        with self.lock:
-            self._flush()
+    def context_json(self) -> dict[str, Any]:
+        return {
+            "workspace": dataclasses.asdict(self.workspace), "git": dataclasses.asdict(self.git),
+            "trigger": dict(self.trigger), "inputs": dict(self.inputs),
+            "changed_files": list(self.changed_files) if self.changed_files is not None else None,
+            "selected": list(self.selected) if self.selected is not None else None,
+        }
 
 
 @dataclass
-class Engine:
-    store: Store
-    backend: Backend
-    workspaces: WorkspaceCache
-    work_root: Path
-    parallel: int = 2
-    retry_delay_s: float = 1.0
-
-    def execute(self, ctx: RunContext, cancel: threading.Event, listener: Listener | None = None) -> Outcome:
-        """Run every task of the run `ctx.run_id` (already created in the store); return its verdict."""
-        return _Run(self, ctx, cancel, listener or _NullListener()).go()
+class _Loaded:
+    ctx: RunContext
+    tasks: dict[str, Task]
+    order: list[str]
+    edges: dict[str, tuple[str, ...]]
+    masker: Masker
 
 
-class _Run:
-    def __init__(self, engine: Engine, ctx: RunContext, cancel: threading.Event, listener: Listener) -> None:
-        self.e, self.ctx, self.cancel, self.listener = engine, ctx, cancel, listener
-        self.tasks: dict[str, Task] = {t.name: t for t in ctx.workflow.tasks}
-        self.edges = dag.edges(ctx.workflow)
-        self.order = [t.name for t in ctx.workflow.tasks]
-        self.results: dict[str, TaskResult] = {}
-        self.attempts: dict[str, int] = {}
-        self.blocked: set[str] = set()
-        self.masker = Masker(ctx.secrets.values())
-        # Containers are removed beside the next task, not before it starts; drained at the end.
-        self.cleanups = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cleanup")  # for the engine's own lines; the runner masks the task's  # skipped because something they need did not succeed
+class RunLoadError(Exception):
+    pass
 
-    def go(self) -> Outcome:
-        try:
-            return self._go()
-        finally:
-            self.cleanups.shutdown(wait=True)
 
-    def _defer(self, cleanup: Callable[[], None], sink: _LogSink) -> None:
-        def run() -> None:
-            cleanup()
-            sink.flush()  # a note from the cleanup itself
+class Scheduler:
+    def __init__(self, store: Store, queue: Queue, secrets: SecretSource | None = None) -> None:
+        self.store, self.queue = store, queue
+        self.secrets = secrets or (lambda run: {})
+        self._loaded: dict[int, _Loaded] = {}
+        self._locks: dict[int, threading.RLock] = {}
+        self._locks_guard = threading.Lock()
+        self._listeners: dict[int, Listener] = {}
+        self._changed = threading.Condition()
 
-        self.cleanups.submit(run)
+    # -- runs ------------------------------------------------------------------------------
 
-    def _go(self) -> Outcome:
-        store, run_id = self.e.store, self.ctx.run_id
-        store.set_run_state(run_id, "running", started=True)
-        for name in self.order:
-            reason = when_skip_reason(self.tasks[name].when, self.ctx)
-            if reason is not None:
-                self._finish(name, TaskResult(Outcome.SKIPPED, error=f"skipped: {reason}"))
-        running: dict[Future[TaskResult], str] = {}
-        waiting_retry: dict[str, float] = {}
-        with ThreadPoolExecutor(max_workers=max(1, self.e.parallel), thread_name_prefix="task") as pool:
-            while True:
-                if self.cancel.is_set():
-                    for name in self.order:
-                        if name not in self.results and name not in running.values():
-                            self._finish(name, TaskResult(Outcome.CANCELED, error="canceled before it started"))
-                    waiting_retry.clear()
-                now = time.monotonic()
-                for name in self._ready(running, waiting_retry, now):
-                    if len(running) >= self.e.parallel:
-                        break
-                    waiting_retry.pop(name, None)
-                    self.attempts[name] = self.attempts.get(name, 0) + 1
-                    running[pool.submit(self._run_task, name, self.attempts[name])] = name
-                if not running and not waiting_retry and len(self.results) == len(self.order):
-                    break
-                if not running and waiting_retry:
-                    time.sleep(max(0.0, min(waiting_retry.values()) - time.monotonic()))
-                    continue
-                if not running:  # nothing ready, nothing running: a dependency cannot be met
-                    for name in self.order:
-                        if name not in self.results:
-                            self._finish(name, TaskResult(Outcome.SKIPPED, error="skipped: its dependencies cannot run"))
-                    continue
-                done, _ = wait(list(running), timeout=0.5, return_when=FIRST_COMPLETED)
-                for future in done:
-                    name = running.pop(future)
-                    result = future.result()
-                    if self._should_retry(name, result):
-                        self.listener.task_finished(name, result, True)
-                        delay = self.e.retry_delay_s if result.outcome is Outcome.ERRORED else 0.0
-                        waiting_retry[name] = time.monotonic() + delay
-                        store.update_task(run_id, name, state="pending", error=result.error)
+    def create_run(self, spec: RunSpec) -> int:
+        wf = spec.workflow
+        return self.store.create_run(
+            repo=spec.repo, workflow=wf.name, workflow_file=wf.file, blob_sha=spec.blob_sha,
+            commit_sha=spec.git.sha or None, ref=spec.git.ref or None, event=spec.event, dirty=spec.dirty,
+            trigger=dict(spec.trigger), tasks=[(t.name, t.image) for t in wf.tasks], owner=spec.owner,
+            context=spec.context_json(), workflow_text=spec.workflow_text, repo_id=spec.repo_id,
+            dedupe_key=spec.dedupe_key,
+        )
+
+    def watch(self, run_id: int, listener: Listener) -> None:
+        self._listeners[run_id] = listener
+
+    def start(self, run_id: int) -> None:
+        """Settle `when` conditions, then enqueue what can run."""
+        with self._lock(run_id):
+            run = self.store.get_run(run_id)
+            if run.state != "queued":
+                return
+            try:
+                loaded = self._load(run_id)
+            except RunLoadError as exc:
+                self._fail_run(run_id, str(exc))
+                return
+            self.store.set_run_state(run_id, "running", started=True)
+            for name in loaded.order:
+                reason = when_skip_reason(loaded.tasks[name].when, loaded.ctx)
+                if reason is not None:
+                    self._finish_task(run_id, name, TaskResult(Outcome.SKIPPED, error=f"skipped: {reason}"))
+        self.advance(run_id)
+
+    def cancel(self, run_id: int) -> None:
+        with self._lock(run_id):
+            run = self.store.get_run(run_id)
+            if run.state not in OPEN_RUN:
+                return
+            with self.store.engine.begin() as conn:
+                self.queue.cancel_run(conn, run_id)
+            self.store.set_run_state(run_id, "canceling")
+            for row in self.store.list_tasks(run_id):
+                if row.state in ("pending", "queued"):
+                    self._finish_task(run_id, row.name, TaskResult(Outcome.CANCELED, error="canceled before it started"))
+        self.advance(run_id)
+
+    def wait(self, run_id: int, cancel: threading.Event | None = None, timeout_s: float | None = None) -> str:
+        """Block until the run is over (canceling it once `cancel` is set); return its state."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        asked = False
+        while True:
+            if cancel is not None and cancel.is_set() and not asked:
+                asked = True
+                self.cancel(run_id)
+            with self._changed:  # checked under the condition: a change cannot slip past unseen
+                state = self.store.get_run(run_id).state
+                if state not in OPEN_RUN:
+                    return state
+                if deadline is not None and time.monotonic() > deadline:
+                    return state
+                self._changed.wait(0.2)
+
+    def resume(self) -> list[int]:
+        """After a restart: take back expired leases, then move every open run on."""
+        self.reap()
+        with self.store.engine.connect() as conn:
+            from controller.store import tables
+
+            ids = [r.id for r in conn.execute(
+                tables.runs.select().where(tables.runs.c.state.in_(OPEN_RUN)).order_by(tables.runs.c.id))]
+        for run_id in ids:
+            if self.store.get_run(run_id).state == "queued":
+                self.start(run_id)
+            else:
+                self.advance(run_id)
+        return ids
+
+    def reap(self) -> int:
+        expired = self.queue.reap()
+        for item in expired:
+            self.finished(item, TaskResult(Outcome.ERRORED, started_at=item.leased_at, finished_at=time.time(),
+                                           error=f"runner '{item.lease_owner}' stopped answering (its lease expired)"))
+        return len(expired)
+
+    # -- the runner side (called by the peer) ------------------------------------------------
+
+    def leased(self, item: Item) -> None:
+        self.store.update_task(item.run_id, item.task, state="running", attempt=item.attempt,
+                               started_at=time.time(), finished_at=None, exit_code=None, error=None)
+        listener = self._listeners.get(item.run_id)
+        if listener is not None:
+            listener.task_started(item.task, item.attempt)
+
+    def logged(self, item: Item, lines: Sequence[LogLine]) -> None:
+        self.store.put_logs(item.run_id, item.task, [(item.log_offset + l.seq, l.ts, l.line) for l in lines])
+        listener = self._listeners.get(item.run_id)
+        if listener is not None:
+            for line in lines:
+                listener.task_log(item.task, line.line)
+
+    def finished(self, item: Item, result: TaskResult) -> None:
+        run_id = item.run_id
+        with self._lock(run_id):
+            try:
+                loaded = self._load(run_id)
+            except RunLoadError:
+                return
+            task = loaded.tasks.get(item.task)
+            canceling = self.store.get_run(run_id).state == "canceling"
+            if task is not None and not canceling and self._should_retry(task, result, item.attempt):
+                self.store.update_task(run_id, item.task, state="pending", error=result.error)
+                listener = self._listeners.get(run_id)
+                if listener is not None:
+                    listener.task_finished(item.task, result, True)
+            else:
+                self._finish_task(run_id, item.task, result)
+        self.advance(run_id)
+
+    # -- the DAG ---------------------------------------------------------------------------
+
+    def advance(self, run_id: int) -> None:
+        """Skip what cannot run, enqueue what can, and close the run when every task is done."""
+        enqueued = False
+        with self._lock(run_id):
+            run = self.store.get_run(run_id)
+            if run.state not in ("running", "canceling"):
+                return
+            try:
+                loaded = self._load(run_id)
+            except RunLoadError as exc:
+                self._fail_run(run_id, str(exc))
+                return
+            rows = {r.name: r for r in self.store.list_tasks(run_id)}
+            blocked = self._blocked(loaded, rows)
+            progress = True
+            while progress:
+                progress = False
+                for name in loaded.order:
+                    row = rows[name]
+                    if row.state != "pending":
+                        continue
+                    needs = loaded.edges.get(name, ())
+                    if any(rows[n].state not in FINAL_TASK for n in needs):
+                        continue
+                    failed = [n for n in needs if Outcome(rows[n].state) in FAILING or n in blocked]
+                    if failed or run.state == "canceling":
+                        result = self._skip_result(loaded, failed, rows, blocked) if failed else \
+                            TaskResult(Outcome.CANCELED, error="canceled before it started")
+                        blocked.add(name)
+                        self._finish_task(run_id, name, result)
                     else:
-                        self._finish(name, result)
-        verdict = run_state([r.outcome for r in self.results.values()])
-        store.set_run_state(run_id, verdict.value, finished=True)
-        return verdict
+                        self._enqueue(loaded, rows, name, row.attempt + 1)
+                        enqueued = True
+                    rows[name] = self.store.task(run_id, name)
+                    progress = True
+            if all(r.state in FINAL_TASK for r in rows.values()):
+                verdict = run_state([Outcome(r.state) for r in rows.values()])
+                self.store.set_run_state(run_id, verdict.value, finished=True)
+                self._loaded.pop(run_id, None)
+        if enqueued:
+            self.queue.notify()
+        with self._changed:
+            self._changed.notify_all()
 
-    def _ready(self, running: dict[Future[TaskResult], str], retry: dict[str, float], now: float) -> list[str]:
-        busy = set(running.values())
-        ready: list[str] = []
-        for name in self.order:
-            if name in self.results or name in busy:
-                continue
-            if name in retry:
-                if retry[name] <= now and not self.cancel.is_set():
-                    ready.append(name)
-                continue
-            needs = self.edges.get(name, ())
-            if any(n not in self.results for n in needs):
-                continue
-            failed = [n for n in needs if self.results[n].outcome in FAILING or n in self.blocked]
-            if failed:
-                first = failed[0]
-                what = "was skipped" if first in self.blocked else self.results[first].outcome.value.replace("_", " ")
-                self.blocked.add(name)  # its own dependants are skipped in turn; a `when` skip is not
-                # in list order the user wrote no `needs`: name the order instead
-                link = "needs" if self.ctx.workflow.uses_needs else "runs after"
-                self._finish(name, TaskResult(Outcome.SKIPPED, error=f"skipped: {link} '{first}', which {what}"))
-                continue
-            if not self.cancel.is_set():
-                ready.append(name)
-        return ready
+    def _skip_result(self, loaded: _Loaded, failed: list[str], rows: dict[str, TaskRow], blocked: set[str]) -> TaskResult:
+        first = failed[0]
+        what = "was skipped" if first in blocked and rows[first].state == "skipped" else \
+            rows[first].state.replace("_", " ")
+        link = "needs" if loaded.ctx.workflow.uses_needs else "runs after"  # list order: no `needs` written
+        return TaskResult(Outcome.SKIPPED, error=f"skipped: {link} '{first}', which {what}")
 
-    def _should_retry(self, name: str, result: TaskResult) -> bool:
-        attempt = self.attempts[name]
-        declared = self.tasks[name].retries
-        if self.cancel.is_set():
-            return False
-        if result.outcome is Outcome.ERRORED:
-            return attempt <= max(declared, AUTO_RETRIES_ERRORED)
-        if result.outcome in (Outcome.FAILED, Outcome.TIMED_OUT):
-            return attempt <= declared
-        return False
+    @staticmethod
+    def _blocked(loaded: _Loaded, rows: dict[str, TaskRow]) -> set[str]:
+        """Skipped tasks that were skipped because something they need did not succeed (their
+        own dependants are skipped in turn; a `when` skip lets dependants run)."""
+        blocked: set[str] = set()
+        for name in dag.topo_order(loaded.edges):
+            if rows[name].state == "skipped" and any(
+                rows[n].state in {o.value for o in FAILING} or n in blocked for n in loaded.edges.get(name, ())
+            ):
+                blocked.add(name)
+        return blocked
 
-    def _ancestors(self, name: str) -> tuple[str, ...]:
-        seen: list[str] = []
-        stack = list(self.edges.get(name, ()))
+    def _enqueue(self, loaded: _Loaded, rows: dict[str, TaskRow], name: str, attempt: int) -> None:
+        run_id = loaded.ctx.run_id
+        results = {n: row_result(r) for n, r in rows.items() if r.state in FINAL_TASK}
+        try:
+            spec = render_task(loaded.tasks[name], loaded.ctx, results, self._ancestors(loaded, name), attempt=attempt)
+        except RenderError as exc:
+            message = loaded.masker.mask(str(exc))
+            self.store.append_logs(run_id, name, [(time.time(), f"error: {message}")])
+            now = time.time()
+            self._finish_task(run_id, name, TaskResult(Outcome.FAILED, started_at=now, finished_at=now, error=message),
+                              log_line=f"error: {message}", attempt=attempt)
+            return
+        from controller.store import tables
+
+        with self.store.engine.begin() as conn:
+            moved = conn.execute(
+                tables.tasks.update()
+                .where(tables.tasks.c.run_id == run_id, tables.tasks.c.name == name, tables.tasks.c.state == "pending")
+                .values(state="queued", attempt=attempt)
+            ).rowcount
+            if moved == 1:  # another scheduler did not get there first
+                self.queue.enqueue(conn, run_id=run_id, task=name, attempt=attempt, spec=spec, labels=(),
+                                   log_offset=self.store.max_seq(conn, run_id, name))
+
+    @staticmethod
+    def _ancestors(loaded: _Loaded, name: str) -> tuple[str, ...]:
+        seen: set[str] = set()
+        stack = list(loaded.edges.get(name, ()))
         while stack:
             n = stack.pop()
             if n not in seen:
-                seen.append(n)
-                stack.extend(self.edges.get(n, ()))
-        return tuple(n for n in self.order if n in seen)
+                seen.add(n)
+                stack.extend(loaded.edges.get(n, ()))
+        return tuple(n for n in loaded.order if n in seen)
 
-    def _run_task(self, name: str, attempt: int) -> TaskResult:
-        store, run_id = self.e.store, self.ctx.run_id
-        started = time.time()
-        store.update_task(run_id, name, state="running", attempt=attempt, started_at=started,
-                          finished_at=None, exit_code=None, error=None)
-        self.listener.task_started(name, attempt)
-        sink = _LogSink(store, run_id, name, self.listener)
-        try:
-            try:
-                spec = render_task(self.tasks[name], self.ctx, self.results, self._ancestors(name), attempt=attempt)
-            except RenderError as exc:
-                message = self.masker.mask(str(exc))
-                sink(f"error: {message}")
-                return TaskResult(Outcome.FAILED, started_at=started, finished_at=time.time(), error=message)
-            return execute(
-                spec, self.e.backend, work_root=self.e.work_root, workspaces=self.e.workspaces,
-                on_log=sink, cancel=self.cancel, defer=lambda fn: self._defer(fn, sink),
-            )
-        except Exception as exc:  # a bug or an infrastructure failure: the run goes on
-            message = self.masker.mask(f"internal error: {type(exc).__name__}: {exc}")
-            sink(message)
-            return TaskResult(Outcome.ERRORED, started_at=started, finished_at=time.time(), error=message)
-        finally:
-            sink.flush()
+    @staticmethod
+    def _should_retry(task: Task, result: TaskResult, attempt: int) -> bool:
+        if result.outcome is Outcome.ERRORED:
+            return attempt <= max(task.retries, AUTO_RETRIES_ERRORED)
+        if result.outcome in (Outcome.FAILED, Outcome.TIMED_OUT):
+            return attempt <= task.retries
+        return False
 
-    def _finish(self, name: str, result: TaskResult) -> None:
-        self.results[name] = result
-        self.e.store.update_task(
-            self.ctx.run_id, name, state=result.outcome.value, exit_code=result.exit_code,
-            error=result.error, output=result.output, outputs=dict(result.outputs) or None,
-            artifacts_dir=result.artifacts_dir, started_at=result.started_at, finished_at=result.finished_at,
+    # -- state -----------------------------------------------------------------------------
+
+    def _finish_task(self, run_id: int, name: str, result: TaskResult, log_line: str | None = None,
+                     attempt: int | None = None) -> None:
+        extra = {} if attempt is None else {"attempt": attempt}
+        self.store.update_task(
+            run_id, name, state=result.outcome.value, exit_code=result.exit_code, error=result.error,
+            output=result.output, outputs=dict(result.outputs) or None, artifacts_dir=result.artifacts_dir,
+            started_at=result.started_at, finished_at=result.finished_at, **extra,
         )
-        self.listener.task_finished(name, result, False)
+        listener = self._listeners.get(run_id)
+        if listener is not None:
+            if log_line is not None:
+                listener.task_log(name, log_line)
+            listener.task_finished(name, result, False)
 
+    def _fail_run(self, run_id: int, message: str) -> None:
+        for row in self.store.list_tasks(run_id):
+            if row.state not in FINAL_TASK:
+                self.store.update_task(run_id, row.name, state="errored", error=message)
+        self.store.set_run_state(run_id, "errored", finished=True)
+        with self._changed:
+            self._changed.notify_all()
+
+    def _lock(self, run_id: int) -> threading.RLock:
+        with self._locks_guard:
+            return self._locks.setdefault(run_id, threading.RLock())
+
+    def _load(self, run_id: int) -> _Loaded:
+        if run_id in self._loaded:
+            return self._loaded[run_id]
+        run = self.store.get_run(run_id)
+        if run.workflow_text is None or run.context is None:
+            raise RunLoadError(f"run {run_id} was made by an older Clarity and cannot be resumed")
+        wf, diagnostics = lint_text(run.workflow_text, run.workflow_file)
+        if wf is None:
+            raise RunLoadError("; ".join(d.format() for d in diagnostics if d.severity == "error"))
+        ctx_json = run.context
+        if ctx_json.get("selected"):
+            wf = select_tasks(wf, tuple(ctx_json["selected"]))
+        secrets = dict(self.secrets(run))
+        ctx = RunContext(
+            run_id=run_id, workflow=wf, workspace=Workspace(**ctx_json["workspace"]), git=GitInfo(**ctx_json["git"]),
+            event=run.event, trigger=ctx_json.get("trigger") or {}, inputs=ctx_json.get("inputs") or {},
+            secrets=secrets,
+            changed_files=tuple(ctx_json["changed_files"]) if ctx_json.get("changed_files") is not None else None,
+        )
+        loaded = _Loaded(ctx=ctx, tasks={t.name: t for t in wf.tasks}, order=[t.name for t in wf.tasks],
+                         edges=dag.edges(wf), masker=Masker(secrets.values()))
+        self._loaded[run_id] = loaded
+        return loaded

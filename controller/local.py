@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import IO, Mapping
 
 from controller.console import Console, summary_table
-from controller.engine import Engine
-from controller.localrepo import LocalRepo, RepoError
+from controller.engine import RunSpec, Scheduler
+from controller.peer import InProcessPeer
+from controller.store.queue import Queue
+from controller.localrepo import LocalRepo, RepoError, WorkflowSource
 from controller.settings import Settings
 from controller.store.runs import Store
 from controller.triggers.manual import InputError, resolve_inputs
@@ -24,7 +26,9 @@ from controller.workflow import dag, expr
 from controller.workflow.compile import GitInfo, RunContext, when_skip_reason
 from controller.workflow.lint import lint_text
 from controller.workflow.model import Workflow
+from controller.workflow.select import SelectError, select_tasks
 from runner import owner
+from runner.agent import Agent
 from runner.backends.base import Backend, BackendError
 from runner.masking import MIN_LEN
 from runner.spec import Outcome, Workspace
@@ -35,7 +39,7 @@ class LocalRunError(Exception):
     """Raised for user mistakes; the CLI prints the message."""
 
 
-USER_ERRORS = (LocalRunError, RepoError, InputError)
+USER_ERRORS = (LocalRunError, RepoError, InputError, SelectError)
 
 
 @dataclass(frozen=True)
@@ -59,32 +63,7 @@ def make_backend(name: str, settings: Settings) -> Backend:
     return DockerBackend(pull=settings.pull)
 
 
-def select_tasks(wf: Workflow, names: tuple[str, ...]) -> Workflow:
-    """Keep the named tasks and, transitively, the tasks they declare in `needs` or read the
-    outputs of; list order alone does not pull a task in."""
-    known = {t.name: t for t in wf.tasks}
-    missing = [n for n in names if n not in known]
-    if missing:
-        raise LocalRunError(
-            f"{wf.file}: no task {', '.join(repr(m) for m in missing)} (its tasks: {', '.join(known)})"
-        )
-    keep: set[str] = set()
-    stack = list(names)
-    while stack:
-        name = stack.pop()
-        if name in keep:
-            continue
-        keep.add(name)
-        task = known[name]
-        refs = dag.task_references(task)
-        stack.extend(n for n in (*(task.needs or ()), *refs) if n in known)
-    kept = [t for t in wf.tasks if t.name in keep]
-    if wf.uses_needs:  # stay a DAG: a kept task without `needs` is a root, not "after the previous"
-        kept = [t if t.needs is not None else dataclasses.replace(t, needs=()) for t in kept]
-    return dataclasses.replace(wf, tasks=tuple(kept))
-
-
-def _load(repo: LocalRepo, cwd: Path, sha: str | None, options: LocalRunOptions, out: IO[str]) -> list[tuple[Workflow, str | None]]:
+def _load(repo: LocalRepo, cwd: Path, sha: str | None, options: LocalRunOptions, out: IO[str]) -> list[tuple[Workflow, WorkflowSource]]:
     if options.files:
         paths = [repo.relpath(Path(f), cwd) for f in options.files]
     else:
@@ -93,7 +72,7 @@ def _load(repo: LocalRepo, cwd: Path, sha: str | None, options: LocalRunOptions,
             where = "the working tree" if sha is None else f"commit {sha[:8]}"
             hint = " (they exist in the working tree: commit them, or use --dirty)" if sha and repo.workflow_paths(None) else ""
             raise LocalRunError(f"no workflow files in .clarity/ at {where}{hint}")
-    loaded: list[tuple[Workflow, str | None]] = []
+    loaded: list[tuple[Workflow, WorkflowSource]] = []
     failed = False
     for path in paths:
         try:
@@ -108,7 +87,7 @@ def _load(repo: LocalRepo, cwd: Path, sha: str | None, options: LocalRunOptions,
         if workflow is None or any(d.severity == "error" for d in diagnostics):
             failed = True
             continue
-        loaded.append((workflow, source.blob_sha))
+        loaded.append((workflow, source))
     if failed:
         raise LocalRunError("the workflow files have errors (above); nothing was run")
     return loaded
@@ -128,8 +107,8 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
     # A tag at HEAD makes a `tag` event; a push is the branch's, whatever tags the commit has.
     tag = repo.tag(sha) if sha and options.event == "tag" else ""
     changed = repo.changed_files(sha, options.dirty) if sha else None
-    selected: list[tuple[Workflow, str | None]] = []
-    for wf, blob in workflows:
+    selected: list[tuple[Workflow, WorkflowSource]] = []
+    for wf, source in workflows:
         reason = None if options.files else why_not(wf, options.event, branch, tag, changed)
         if reason:
             print(f"clarity: {wf.file}: not run: {reason}", file=out)
@@ -138,7 +117,7 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
             wf = select_tasks(wf, options.tasks) if any(t.name in options.tasks for t in wf.tasks) else dataclasses.replace(wf, tasks=())
             if not wf.tasks:
                 continue
-        selected.append((wf, blob))
+        selected.append((wf, source))
     if options.tasks:
         everywhere = {t.name for wf, _ in selected for t in wf.tasks}
         missing = [t for t in options.tasks if t not in everywhere]
@@ -159,12 +138,12 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
     )
     workspace = Workspace(repo=str(repo.root), dirty_path=str(repo.root)) if options.dirty else Workspace(repo=str(repo.root), commit=sha)
     # Mistakes in the command (inputs, secrets) are found before anything runs.
-    prepared: list[tuple[Workflow, str | None, dict[str, str]]] = []
-    for wf, blob in selected:
+    prepared: list[tuple[Workflow, WorkflowSource, dict[str, str]]] = []
+    for wf, source in selected:
         inputs = resolve_inputs(wf, options.inputs, strict=options.event == "manual")
         _check_values(RunContext(run_id=0, workflow=wf, workspace=workspace, git=git, event=options.event,
                                   inputs=inputs, secrets=options.secrets, changed_files=changed))
-        prepared.append((wf, blob, inputs))
+        prepared.append((wf, source, inputs))
 
     for name, value in options.secrets.items():
         if 0 < len(value) < MIN_LEN:
@@ -178,41 +157,48 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
     store = Store.open(settings.database_url)
     store.reap_orphans(owner.is_orphan)
     settings.work_root.mkdir(parents=True, exist_ok=True)
-    engine = Engine(store, backend, WorkspaceCache(settings.cache), settings.work_root, parallel=settings.parallel)
+    queue = Queue(store.engine)
+    scheduler = Scheduler(store, queue, secrets=lambda run: options.secrets)
+    # The built-in runner: the same agent loop as a remote runner, through the same protocol.
+    agent = Agent(InProcessPeer(queue, scheduler), backend, settings.work_root, WorkspaceCache(settings.cache),
+                  name=f"local-{owner.current()}", slots=settings.parallel, poll_s=0.5, heartbeat_s=0.5,
+                  log_flush_s=0.05)
+    agent.start()
     tty = out.isatty()
-    verdicts: list[Outcome] = []
-    for wf, blob, inputs in prepared:
-        if cancel.is_set():
-            break
-        run_id = store.create_run(
-            repo=str(repo.root), workflow=wf.name, workflow_file=wf.file, blob_sha=blob, commit_sha=sha,
-            ref=git.ref or None, event=options.event, dirty=options.dirty,
-            trigger={"by": "clarity run", "event": options.event, "inputs": dict(inputs)},
-            tasks=[(t.name, t.image) for t in wf.tasks], owner=owner.current(),
-        )
-        ctx = RunContext(
-            run_id=run_id, workflow=wf, workspace=workspace, git=git, event=options.event,
-            trigger={"by": "clarity run"}, inputs=inputs, secrets=options.secrets, changed_files=changed,
-        )
-        console = Console(out, [t.name for t in wf.tasks], tty=tty, workflow=wf.name)
-        where = "working tree" if options.dirty else (sha or "")[:8]
-        console.banner(f"▶ run {run_id}: {wf.name} ({wf.file} at {where}, {options.event})")
-        try:
-            verdict = engine.execute(ctx, cancel, console)
-        finally:
-            console.close()
-        verdicts.append(verdict)
-        rows = [
-            (t.name, t.state, t.duration_s, _detail(t.state, t.exit_code, t.error))
-            for t in store.list_tasks(run_id)
-        ]
-        print(summary_table(rows, tty), file=out)
-        print(f"run {run_id} {verdict.value} — logs: clarity logs {run_id}\n", file=out)
-        out.flush()
+    verdicts: list[str] = []
+    try:
+        for wf, source, inputs in prepared:
+            if cancel.is_set():
+                break
+            run_id = scheduler.create_run(RunSpec(
+                workflow=wf, workflow_text=source.text, workspace=workspace, git=git, event=options.event,
+                repo=str(repo.root), blob_sha=source.blob_sha, dirty=options.dirty,
+                trigger={"by": "clarity run", "event": options.event, "inputs": dict(inputs)},
+                inputs=inputs, changed_files=changed, owner=owner.current(),
+                selected=tuple(t.name for t in wf.tasks) if options.tasks else None,
+            ))
+            console = Console(out, [t.name for t in wf.tasks], tty=tty, workflow=wf.name)
+            where = "working tree" if options.dirty else (sha or "")[:8]
+            console.banner(f"▶ run {run_id}: {wf.name} ({wf.file} at {where}, {options.event})")
+            scheduler.watch(run_id, console)
+            try:
+                scheduler.start(run_id)
+                verdict = scheduler.wait(run_id, cancel)
+            finally:
+                console.close()
+            verdicts.append(verdict)
+            rows = [
+                (t.name, t.state, t.duration_s, _detail(t.state, t.exit_code, t.error))
+                for t in store.list_tasks(run_id)
+            ]
+            print(summary_table(rows, tty), file=out)
+            print(f"run {run_id} {verdict} — logs: clarity logs {run_id}\n", file=out)
+            out.flush()
+    finally:
+        agent.stop()
     if cancel.is_set():
         return 130
-    return 0 if verdicts and all(v is Outcome.SUCCEEDED for v in verdicts) else 1
-
+    return 0 if verdicts and all(v == Outcome.SUCCEEDED.value for v in verdicts) else 1
 
 def _check_values(ctx: RunContext) -> None:
     """Every secret a task that will run declares (`secrets:`) or reads (`${secrets.NAME}`), and

@@ -93,7 +93,6 @@ class Store:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self._seq_lock = threading.Lock()
-        self._seq: dict[tuple[int, str], int] = {}
         migrate(engine)
 
     @classmethod
@@ -116,6 +115,10 @@ class Store:
         trigger: Any,
         tasks: Sequence[tuple[str, str | None]],
         owner: str | None = None,
+        context: Any = None,
+        workflow_text: str | None = None,
+        repo_id: int | None = None,
+        dedupe_key: str | None = None,
     ) -> int:
         """Create a queued run with its tasks (name, image) pending; return the run id."""
         now = time.time()
@@ -124,7 +127,8 @@ class Store:
                 tables.runs.insert().values(
                     repo=repo, workflow=workflow, workflow_file=workflow_file, blob_sha=blob_sha,
                     commit_sha=commit_sha, ref=ref, event=event, dirty=dirty, state="queued",
-                    trigger=trigger, owner=owner, created_at=now,
+                    trigger=trigger, owner=owner, created_at=now, context=context,
+                    workflow_text=workflow_text, repo_id=repo_id, dedupe_key=dedupe_key,
                 )
             ).inserted_primary_key
             run_id = run_id[0]
@@ -191,6 +195,14 @@ class Store:
                 .values(**values)
             )
 
+    def task(self, run_id: int, name: str) -> TaskRow:
+        query = sa.select(tables.tasks).where(tables.tasks.c.run_id == run_id, tables.tasks.c.name == name)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        if row is None:
+            raise NotFound(f"run {run_id} has no task {name}")
+        return TaskRow(**row)
+
     def list_tasks(self, run_id: int) -> list[TaskRow]:
         query = sa.select(tables.tasks).where(tables.tasks.c.run_id == run_id).order_by(tables.tasks.c.position)
         with self.engine.connect() as conn:
@@ -198,26 +210,44 @@ class Store:
 
     # logs
 
+    @staticmethod
+    def max_seq(conn: sa.Connection, run_id: int, task: str) -> int:
+        return int(conn.execute(
+            sa.select(sa.func.coalesce(sa.func.max(tables.logs.c.seq), 0)).where(
+                tables.logs.c.run_id == run_id, tables.logs.c.task == task)
+        ).scalar_one())
+
     def append_logs(self, run_id: int, task: str, lines: Iterable[tuple[float, str]]) -> None:
+        """Lines after the last stored one (the controller's own notes about a task)."""
         batch = list(lines)
         if not batch:
             return
-        with self._seq_lock:
-            start = self._seq.get((run_id, task))
-            if start is None:
-                with self.engine.connect() as conn:
-                    start = conn.execute(
-                        sa.select(sa.func.coalesce(sa.func.max(tables.logs.c.seq), 0)).where(
-                            tables.logs.c.run_id == run_id, tables.logs.c.task == task
-                        )
-                    ).scalar_one()
-            self._seq[(run_id, task)] = start + len(batch)
-            rows = [
+        with self._seq_lock, self.engine.begin() as conn:
+            start = self.max_seq(conn, run_id, task)
+            conn.execute(tables.logs.insert(), [
                 {"run_id": run_id, "task": task, "seq": start + i + 1, "ts": ts, "line": line}
                 for i, (ts, line) in enumerate(batch)
-            ]
-            with self.engine.begin() as conn:
-                conn.execute(tables.logs.insert(), rows)
+            ])
+
+    def put_logs(self, run_id: int, task: str, lines: Sequence[tuple[int, float, str]]) -> None:
+        """Lines at given sequence numbers (a runner's batches); a line already stored is kept as
+        it is, so a batch sent twice is stored once."""
+        if not lines:
+            return
+        rows = [{"run_id": run_id, "task": task, "seq": seq, "ts": ts, "line": line} for seq, ts, line in lines]
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            stmt: Any = pg_insert(tables.logs).on_conflict_do_nothing()
+        elif dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            stmt = sqlite_insert(tables.logs).on_conflict_do_nothing()
+        else:  # pragma: no cover - only the two databases above are supported
+            raise RuntimeError(f"unsupported database {dialect}")
+        with self.engine.begin() as conn:
+            conn.execute(stmt, rows)
 
     def logs(self, run_id: int, task: str | None = None) -> list[tuple[str, float, str]]:
         """(task, ts, line) in task position order, then line order."""
@@ -226,7 +256,9 @@ class Store:
             sa.select(l.c.task, l.c.ts, l.c.line)
             .select_from(l.outerjoin(t, sa.and_(t.c.run_id == l.c.run_id, t.c.name == l.c.task)))
             .where(l.c.run_id == run_id)
-            .order_by(t.c.position, l.c.seq)
+            # lines of a task the run does not list (NULL position) first, grouped by task, on both
+            # databases (SQLite sorts NULLs first, PostgreSQL last)
+            .order_by(t.c.position.asc().nulls_first(), l.c.task, l.c.seq)
         )
         if task is not None:
             query = query.where(l.c.task == task)

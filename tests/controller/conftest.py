@@ -16,7 +16,10 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from controller.engine import Engine
+from controller.engine import RunSpec, Scheduler
+from controller.peer import InProcessPeer
+from controller.store.queue import Queue
+from runner.agent import Agent
 from controller.store.runs import Store, TaskRow
 from controller.workflow.compile import GitInfo, RunContext
 from controller.workflow.lint import lint_text
@@ -154,20 +157,32 @@ class Harness:
         recorder: Recorder | None = None,
         **ctx: Any,
     ) -> EngineRun:
+        """Run one workflow through the scheduler, the queue and an in-process agent with
+        `parallel` slots on the FakeBackend; ctx: RunSpec fields (git, event, inputs, ...) and
+        `secrets`."""
         wf = load_workflow(text)
-        run_id = self.store.create_run(
-            repo=str(self.workspace_dir), workflow=wf.name, workflow_file=wf.file, blob_sha=None,
-            commit_sha=None, ref=None, event=ctx.get("event", "push"), dirty=True, trigger={},
-            tasks=[(t.name, t.image) for t in wf.tasks],
-        )
+        secrets = ctx.pop("secrets", {})
         ctx.setdefault("git", GitInfo(sha="a" * 40, ref="refs/heads/main", branch="main"))
-        context = RunContext(run_id=run_id, workflow=wf,
-                             workspace=Workspace(repo=str(self.workspace_dir), dirty_path=str(self.workspace_dir)),
-                             **ctx)
-        engine = Engine(self.store, FakeBackend(), WorkspaceCache(self.tmp / "cache"), self.tmp / "work",
-                        parallel=parallel, retry_delay_s=0.05)
+        ctx.setdefault("event", "push")
+        queue = Queue(self.store.engine)
+        scheduler = Scheduler(self.store, queue, secrets=lambda run: secrets)
+        run_id = scheduler.create_run(RunSpec(
+            workflow=wf, workflow_text=textwrap.dedent(text), repo=str(self.workspace_dir), dirty=True,
+            workspace=Workspace(repo=str(self.workspace_dir), dirty_path=str(self.workspace_dir)), **ctx,
+        ))
+        agent = Agent(InProcessPeer(queue, scheduler), FakeBackend(), self.tmp / "work",
+                      WorkspaceCache(self.tmp / "cache"), slots=parallel, poll_s=0.05, heartbeat_s=0.1,
+                      log_flush_s=0.02)
         recorder = recorder or Recorder()
-        verdict = engine.execute(context, cancel or threading.Event(), recorder)
+        scheduler.watch(run_id, recorder)
+        agent.start()
+        try:
+            if cancel is not None and cancel.is_set():
+                scheduler.cancel(run_id)
+            scheduler.start(run_id)
+            verdict = Outcome(scheduler.wait(run_id, cancel))
+        finally:
+            agent.stop()
         return EngineRun(verdict, self.store, run_id, recorder)
 
 

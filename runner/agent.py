@@ -1,0 +1,180 @@
+"""The runner agent loop: N slots, each leasing a task, running it, reporting it.
+
+The same loop drains the queue in-process (`clarity up`, `clarity run`) and, over HTTP, on remote
+build machines (`clarity runner`): it only knows a `runner.protocol.Peer`. Beside each task, a
+heartbeat thread extends the lease and watches for a cancel; logs go out in batches, masked.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from runner.backends.base import Backend
+from runner.execute import execute
+from runner.protocol import LEASE_S, Lease, LeaseLost, LogLine, Peer
+from runner.spec import Outcome, TaskResult
+from runner.workspace import WorkspaceCache
+
+log = logging.getLogger(__name__)
+
+BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+class _LogSender:
+    """Buffers a task's masked lines and sends them in batches, in order, numbered from 1."""
+
+    def __init__(self, peer: Peer, lease_id: str, flush_s: float) -> None:
+        self.peer, self.lease_id, self.flush_s = peer, lease_id, flush_s
+        self.lock = threading.Lock()
+        self.pending: list[LogLine] = []
+        self.seq = 0
+        self.closed = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True, name=f"logs-{lease_id[:6]}")
+        self.thread.start()
+
+    def __call__(self, line: str) -> None:
+        with self.lock:
+            self.seq += 1
+            self.pending.append(LogLine(self.seq, time.time(), line))
+
+    def _send(self) -> None:
+        with self.lock:
+            batch = list(self.pending)
+        if not batch:
+            return
+        try:
+            self.peer.logs(self.lease_id, batch)
+        except LeaseLost:
+            raise
+        except Exception as e:  # the controller is away: keep the lines, try again later
+            log.warning("could not send %d log lines: %s", len(batch), e)
+            return
+        with self.lock:
+            del self.pending[: len(batch)]
+
+    def _loop(self) -> None:
+        while not self.closed.wait(self.flush_s):
+            try:
+                self._send()
+            except LeaseLost:
+                return
+
+    def close(self) -> None:
+        self.closed.set()
+        self.thread.join()
+        for delay in (0.0, *BACKOFF_S):
+            time.sleep(delay)
+            try:
+                self._send()
+            except LeaseLost:
+                return
+            if not self.pending:
+                return
+
+
+@dataclass
+class Agent:
+    peer: Peer
+    backend: Backend
+    work_root: Path
+    workspaces: WorkspaceCache
+    name: str = "local"
+    labels: Sequence[str] = ()
+    slots: int = 2
+    poll_s: float = 10.0  # long-poll wait per lease request
+    heartbeat_s: float = LEASE_S / 3
+    log_flush_s: float = 0.25
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _cleanups: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="cleanup"))
+
+    def start(self) -> None:
+        for i in range(self.slots):
+            t = threading.Thread(target=self._slot, name=f"slot-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Take no new task; wait for the current ones, then for their clean-up."""
+        self._stop.set()
+        wake = getattr(self.peer, "wake", None)  # an in-process peer can end a long poll at once
+        if wake is not None:
+            wake()
+        for t in self._threads:
+            t.join(timeout_s)
+        self._cleanups.shutdown(wait=True)
+
+    def _slot(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                lease = self.peer.lease(self.name, list(self.labels), self.poll_s)
+                failures = 0
+            except Exception as e:  # controller away: back off, never spin
+                delay = BACKOFF_S[min(failures, len(BACKOFF_S) - 1)]
+                failures += 1
+                log.warning("lease failed (%s); retrying in %.1fs", e, delay)
+                self._stop.wait(delay)
+                continue
+            if lease is not None:
+                self._run(lease)  # even when stopping: a task leased is a task run and reported
+
+    def _run(self, lease: Lease) -> None:
+        cancel = threading.Event()
+        lost = threading.Event()
+        done = threading.Event()
+        sender = _LogSender(self.peer, lease.lease_id, self.log_flush_s)
+
+        def beat() -> None:
+            while not done.wait(self.heartbeat_s):
+                try:
+                    if self.peer.heartbeat(lease.lease_id).cancel:
+                        cancel.set()
+                except LeaseLost:
+                    lost.set()
+                    cancel.set()
+                    return
+                except Exception as e:  # keep running; the lease may still be extended later
+                    log.warning("heartbeat failed: %s", e)
+
+        watcher = threading.Thread(target=beat, daemon=True, name=f"beat-{lease.lease_id[:6]}")
+        watcher.start()
+        try:
+            result = execute(lease.spec, self.backend, work_root=self.work_root, workspaces=self.workspaces,
+                             on_log=sender, cancel=cancel, defer=self._defer)
+        except Exception as e:  # a runner bug: report it as infrastructure, keep the slot alive
+            log.exception("task %s/%s crashed the runner", lease.spec.run_id, lease.spec.task)
+            result = TaskResult(Outcome.ERRORED, started_at=time.time(), finished_at=time.time(),
+                                error=f"the runner failed: {type(e).__name__}: {e}")
+        finally:
+            done.set()
+            watcher.join()
+            sender.close()
+        if lost.is_set():
+            log.warning("lease of %s/%s was lost; its result is dropped", lease.spec.run_id, lease.spec.task)
+            return
+        self._report(lease, result)
+
+    def _defer(self, cleanup: Callable[[], None]) -> None:
+        self._cleanups.submit(cleanup)  # containers are removed beside the next task, not before it
+
+    def _report(self, lease: Lease, result: TaskResult) -> None:
+        for delay in (0.0, *BACKOFF_S, *BACKOFF_S[-1:] * 6):
+            if delay:
+                time.sleep(delay)
+            try:
+                self.peer.finish(lease.lease_id, result)
+                return
+            except LeaseLost:
+                log.warning("lease of %s/%s was lost before its result was in", lease.spec.run_id, lease.spec.task)
+                return
+            except Exception as e:
+                log.warning("could not report %s/%s: %s", lease.spec.run_id, lease.spec.task, e)
+        log.error("gave up reporting %s/%s", lease.spec.run_id, lease.spec.task)
