@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+
+import sqlalchemy as sa
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol, Sequence
@@ -83,6 +85,7 @@ class RunSpec:
     owner: str | None = None
     repo_id: int | None = None
     dedupe_key: str | None = None
+    no_secrets: bool = False  # a pull request from a fork: its code never sees a secret
 
     def context_json(self) -> dict[str, Any]:
         return {
@@ -90,6 +93,7 @@ class RunSpec:
             "trigger": dict(self.trigger), "inputs": dict(self.inputs),
             "changed_files": list(self.changed_files) if self.changed_files is not None else None,
             "selected": list(self.selected) if self.selected is not None else None,
+            "no_secrets": self.no_secrets,
         }
 
 
@@ -118,15 +122,21 @@ class Scheduler:
 
     # -- runs ------------------------------------------------------------------------------
 
-    def create_run(self, spec: RunSpec) -> int:
+    def create_run(self, spec: RunSpec) -> int | None:
+        """The new run's id; None when a run with the same dedupe key exists (made concurrently)."""
         wf = spec.workflow
-        return self.store.create_run(
-            repo=spec.repo, workflow=wf.name, workflow_file=wf.file, blob_sha=spec.blob_sha,
-            commit_sha=spec.git.sha or None, ref=spec.git.ref or None, event=spec.event, dirty=spec.dirty,
-            trigger=dict(spec.trigger), tasks=[(t.name, t.image) for t in wf.tasks], owner=spec.owner,
-            context=spec.context_json(), workflow_text=spec.workflow_text, repo_id=spec.repo_id,
-            dedupe_key=spec.dedupe_key,
-        )
+        try:
+            return self.store.create_run(
+                repo=spec.repo, workflow=wf.name, workflow_file=wf.file, blob_sha=spec.blob_sha,
+                commit_sha=spec.git.sha or None, ref=spec.git.ref or None, event=spec.event, dirty=spec.dirty,
+                trigger=dict(spec.trigger), tasks=[(t.name, t.image) for t in wf.tasks], owner=spec.owner,
+                context=spec.context_json(), workflow_text=spec.workflow_text, repo_id=spec.repo_id,
+                dedupe_key=spec.dedupe_key,
+            )
+        except sa.exc.IntegrityError:
+            if spec.dedupe_key is None:
+                raise
+            return None
 
     def watch(self, run_id: int, listener: Listener) -> None:
         self._listeners[run_id] = listener
@@ -382,7 +392,7 @@ class Scheduler:
         ctx_json = run.context
         if ctx_json.get("selected"):
             wf = select_tasks(wf, tuple(ctx_json["selected"]))
-        secrets = dict(self.secrets(run))
+        secrets = {} if ctx_json.get("no_secrets") else dict(self.secrets(run))
         ctx = RunContext(
             run_id=run_id, workflow=wf, workspace=Workspace(**ctx_json["workspace"]), git=GitInfo(**ctx_json["git"]),
             event=run.event, trigger=ctx_json.get("trigger") or {}, inputs=ctx_json.get("inputs") or {},

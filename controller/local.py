@@ -177,6 +177,7 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
                 inputs=inputs, changed_files=changed, owner=owner.current(),
                 selected=tuple(t.name for t in wf.tasks) if options.tasks else None,
             ))
+            assert run_id is not None  # no dedupe key: never refused
             console = Console(out, [t.name for t in wf.tasks], tty=tty, workflow=wf.name)
             where = "working tree" if options.dirty else (sha or "")[:8]
             console.banner(f"▶ run {run_id}: {wf.name} ({wf.file} at {where}, {options.event})")

@@ -57,6 +57,24 @@ class WorkspaceCache:
             _git(*base, "read-tree", sha, env=env, what=what)
             _git(*base, "checkout-index", "--all", "--force", env=env, what=what)
 
+    def refresh(self, repo: str) -> tuple[Path, dict[str, str]]:
+        """Fetch the mirror of `repo` (cloning it the first time); return its path and its refs
+        (`refs/heads/*`, `refs/tags/*`) with the commit each points at (tags peeled)."""
+        mirror = self.mirror_path(repo)
+        with self._locked(mirror):
+            if not mirror.exists():
+                self._clone(repo, mirror)
+            else:
+                _git("--git-dir", str(mirror), "fetch", "--prune", "--quiet", "origin",
+                     what=f"could not fetch {repo}")
+        listed = _git("--git-dir", str(mirror), "for-each-ref", "--format=%(refname) %(objectname) %(*objectname)",
+                      "refs/heads", "refs/tags", what=f"could not list the refs of {repo}")
+        refs: dict[str, str] = {}
+        for line in listed.splitlines():
+            name, sha, peeled = (line.split(" ") + ["", ""])[:3]
+            refs[name] = peeled or sha
+        return mirror, refs
+
     def ensure(self, repo: str, commit: str | None) -> tuple[Path, str]:
         """Make sure the mirror of `repo` holds `commit` (or, if None, fetch and use HEAD);
         return the mirror's path and the commit's full sha."""

@@ -7,8 +7,10 @@ the same schema. A new migration is appended, never edited: databases in the fie
 
 from __future__ import annotations
 
+import fcntl
 import time
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import sqlalchemy as sa
 
@@ -138,7 +140,7 @@ def _v2_controller(conn: sa.Connection) -> None:
     json = sa.JSON().compile(dialect=conn.dialect)
     for column, kind in (("repo_id", "INTEGER REFERENCES repos(id) ON DELETE SET NULL"),
                          ("dedupe_key", "TEXT"), ("context", json), ("workflow_text", "TEXT"),
-                         ("rerun_of", "INTEGER")):
+                         ("rerun_of", "INTEGER"), ("message", "TEXT")):
         conn.execute(sa.text(f"ALTER TABLE runs ADD COLUMN {column} {kind}"))
     conn.execute(sa.text("CREATE UNIQUE INDEX ix_runs_dedupe_key ON runs (dedupe_key)"))
 
@@ -155,8 +157,39 @@ def current_version(conn: sa.Connection) -> int:
     return int(found or 0)
 
 
+MIGRATION_LOCK = 0x436C61726974  # any fixed number: the PostgreSQL advisory lock of migrations
+
+
+@contextmanager
+def _exclusive(engine: sa.Engine) -> Iterator[None]:
+    """One process migrates at a time (several controllers or `clarity run`s starting at once)."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK})
+                conn.commit()
+    elif engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        with open(f"{engine.url.database}.migrate-lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+    else:
+        yield
+
+
 def migrate(engine: sa.Engine) -> int:
     """Bring the database to the newest version; return it."""
+    with _exclusive(engine):
+        return _migrate(engine)
+
+
+def _migrate(engine: sa.Engine) -> int:
     with engine.begin() as conn:
         version = current_version(conn)
     latest = MIGRATIONS[-1][0]

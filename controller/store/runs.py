@@ -47,6 +47,7 @@ class RunRow(_Timed):
     context: Any = None
     workflow_text: str | None = None
     rerun_of: int | None = None
+    message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ class NotFound(LookupError):
 
 
 def open_engine(url: str) -> sa.Engine:
+    if url.startswith(("postgresql://", "postgres://")):  # the driver Clarity installs: psycopg 3
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
@@ -119,6 +122,8 @@ class Store:
         workflow_text: str | None = None,
         repo_id: int | None = None,
         dedupe_key: str | None = None,
+        state: str = "queued",
+        message: str | None = None,
     ) -> int:
         """Create a queued run with its tasks (name, image) pending; return the run id."""
         now = time.time()
@@ -126,7 +131,7 @@ class Store:
             run_id: Any = conn.execute(
                 tables.runs.insert().values(
                     repo=repo, workflow=workflow, workflow_file=workflow_file, blob_sha=blob_sha,
-                    commit_sha=commit_sha, ref=ref, event=event, dirty=dirty, state="queued",
+                    commit_sha=commit_sha, ref=ref, event=event, dirty=dirty, state=state, message=message,
                     trigger=trigger, owner=owner, created_at=now, context=context,
                     workflow_text=workflow_text, repo_id=repo_id, dedupe_key=dedupe_key,
                 )
@@ -158,6 +163,11 @@ class Store:
         if row is None:
             raise NotFound(f"no run {run_id}")
         return RunRow(**row)
+
+    def run_by_dedupe(self, key: str) -> RunRow | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(tables.runs).where(tables.runs.c.dedupe_key == key)).mappings().first()
+        return None if row is None else RunRow(**row)
 
     def list_runs(self, limit: int = 20, repo: str | None = None) -> list[RunRow]:
         query = sa.select(tables.runs).order_by(tables.runs.c.id.desc()).limit(limit)

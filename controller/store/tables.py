@@ -86,6 +86,7 @@ runs = sa.Table(
     sa.Column("context", sa.JSON),  # git info, trigger payload, inputs, changed files: to resume
     sa.Column("workflow_text", sa.Text),  # the file at the commit (or its lint messages' source)
     sa.Column("rerun_of", sa.Integer),
+    sa.Column("message", sa.Text),  # why a run failed before any task ran (e.g. lint errors)
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("started_at", sa.Float),
     sa.Column("finished_at", sa.Float),

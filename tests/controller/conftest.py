@@ -170,6 +170,7 @@ class Harness:
             workflow=wf, workflow_text=textwrap.dedent(text), repo=str(self.workspace_dir), dirty=True,
             workspace=Workspace(repo=str(self.workspace_dir), dirty_path=str(self.workspace_dir)), **ctx,
         ))
+        assert run_id is not None
         agent = Agent(InProcessPeer(queue, scheduler), FakeBackend(), self.tmp / "work",
                       WorkspaceCache(self.tmp / "cache"), slots=parallel, poll_s=0.05, heartbeat_s=0.1,
                       log_flush_s=0.02)

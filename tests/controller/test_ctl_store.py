@@ -147,3 +147,33 @@ def test_store_shared_by_threads(database_url: str) -> None:
     assert len(store.list_runs(limit=1000)) == 1 + 16 * 10
     assert [line for _, _, line in store.logs(run_id, "t7")] == [f"7-{j}" for j in range(10)]
     store.engine.dispose()
+
+
+def test_stores_opened_at_once_on_a_new_database_all_work(database_url: str) -> None:
+    # Several processes (controller replicas, `clarity run`s) may start together on a new database:
+    # one migrates, the others wait for it.
+    import threading
+
+    from controller.store.runs import Store
+
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        try:
+            Store.open(database_url).engine.dispose()
+        except BaseException as exc:  # noqa: BLE001 - collected and reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+def test_plain_postgresql_url_uses_the_installed_driver() -> None:
+    from controller.store.runs import open_engine
+
+    engine = open_engine("postgresql://nobody@127.0.0.1:1/x")
+    assert engine.dialect.driver == "psycopg"

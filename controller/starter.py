@@ -1,0 +1,167 @@
+"""Neutral trigger events -> runs: the one write path that creates runs for the controller.
+
+Webhook deliveries, polling and manual triggers all come here. The workflow files are read from
+the commit in the controller's mirror (`<sha>:.clarity/*.yaml`), never from a working copy; each
+run records repository, ref, commit, file and blob sha. A run is made at most once per
+(repository, event, ref, commit, file): a delivery seen twice, or a push seen by both a webhook
+and the poller, makes one run.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import sqlalchemy as sa
+import structlog
+
+from controller.engine import RunSpec, Scheduler
+from controller.store.repos import RepoRow
+from controller.triggers.events import PullRequestEvent, PushEvent, is_zero_sha
+from controller.triggers.manual import resolve_inputs
+from controller.triggers.match import skip_ci, why_not
+from controller.workflow.compile import GitInfo
+from controller.workflow.lint import lint_text
+from runner.spec import Workspace
+from runner.workspace import WorkspaceCache, WorkspaceError
+
+WORKFLOW_DIR = ".clarity"
+log = structlog.get_logger("clarity.starter")
+
+
+class StartError(Exception):
+    """The event cannot become runs (the commit cannot be fetched, ...): a sentence for the user."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    runs: list[int] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # workflow file -> why it did not run
+
+
+def _git(mirror: Path, *args: str) -> str:
+    proc = subprocess.run(["git", "--git-dir", str(mirror), *args], capture_output=True, text=True,
+                          env={"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin:/usr/local/bin"})
+    if proc.returncode != 0:
+        raise StartError(f"git {args[0]} failed: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}")
+    return proc.stdout
+
+
+class Starter:
+    def __init__(self, scheduler: Scheduler, mirrors: WorkspaceCache) -> None:
+        self.scheduler, self.mirrors = scheduler, mirrors
+
+    def push(self, repo: RepoRow, event: PushEvent, *, source: Mapping[str, object]) -> Outcome:
+        if event.deleted or is_zero_sha(event.after):
+            return Outcome(skipped={"*": f"{event.ref} was deleted"})
+        kind = "tag" if event.is_tag else "push"
+        return self._start(repo, sha=event.after, ref=event.ref, kind=kind, branch=event.branch, tag=event.tag,
+                           before=event.before, changed=event.changed_files, message=event.message,
+                           author=event.author, trigger={**source, "event": kind, "ref": event.ref,
+                                                         "sender": event.sender})
+
+    def pull_request(self, repo: RepoRow, event: PullRequestEvent, *, source: Mapping[str, object]) -> Outcome:
+        if not event.updates_code:
+            return Outcome(skipped={"*": f"pull request #{event.number} was {event.action}"})
+        return self._start(
+            repo, sha=event.head_sha, ref=f"refs/pull/{event.number}/head", kind="pull_request",
+            branch=event.base_ref, tag="", before=None, changed=None, message=None, author=event.sender,
+            trigger={**source, "event": "pull_request", "number": event.number, "title": event.title,
+                     "head_ref": event.head_ref, "base_ref": event.base_ref, "fork": event.fork,
+                     "sender": event.sender},
+            fork=event.fork, fetch_from=event.head_clone_url if event.fork else None,
+        )
+
+    def manual(self, repo: RepoRow, *, ref: str, workflow_file: str | None, inputs: Mapping[str, str],
+               by: str) -> Outcome:
+        mirror, refs = self._refresh(repo)
+        full = ref if ref.startswith("refs/") else (f"refs/heads/{ref}" if f"refs/heads/{ref}" in refs else f"refs/tags/{ref}")
+        sha = refs.get(full) or (ref if len(ref) == 40 else None)
+        if sha is None:
+            raise StartError(f"{repo.name} has no branch or tag '{ref}'")
+        branch = full.removeprefix("refs/heads/") if full.startswith("refs/heads/") else ""
+        tag = full.removeprefix("refs/tags/") if full.startswith("refs/tags/") else ""
+        return self._start(repo, sha=sha, ref=full, kind="manual", branch=branch, tag=tag, before=None,
+                           changed=None, message=None, author=by, trigger={"by": by, "event": "manual"},
+                           inputs=inputs, only=workflow_file, once=False)
+
+    # --
+
+    def _refresh(self, repo: RepoRow) -> tuple[Path, dict[str, str]]:
+        try:
+            return self.mirrors.refresh(repo.url)
+        except WorkspaceError as exc:
+            raise StartError(str(exc)) from None
+
+    def _start(self, repo: RepoRow, *, sha: str, ref: str, kind: str, branch: str, tag: str, before: str | None,
+               changed: tuple[str, ...] | None, message: str | None, author: str, trigger: dict[str, object],
+               fork: bool = False, fetch_from: str | None = None, inputs: Mapping[str, str] | None = None,
+               only: str | None = None, once: bool = True) -> Outcome:
+        try:
+            mirror, sha = self.mirrors.ensure(repo.url, sha)
+        except WorkspaceError as exc:
+            if fetch_from is None:
+                raise StartError(str(exc)) from None
+            mirror, sha = self.mirrors.ensure(fetch_from, sha)
+        if message is None:
+            message = _git(mirror, "log", "-1", "--format=%B", sha).strip()
+        if kind in ("push", "tag", "pull_request") and skip_ci(message):
+            return Outcome(skipped={"*": "the commit message asks to skip CI"})
+        if changed is None and before and not is_zero_sha(before):
+            try:
+                changed = tuple(_git(mirror, "diff", "--name-only", before, sha).split())
+            except StartError:
+                changed = None  # the old commit is gone (force push): path filters let the run through
+        files = [f for f in _git(mirror, "ls-tree", "--name-only", sha, f"{WORKFLOW_DIR}/").split()
+                 if f.endswith((".yaml", ".yml"))]
+        if only is not None:
+            if only not in files:
+                raise StartError(f"{repo.name} has no workflow file {only} at {sha[:8]}")
+            files = [only]
+        git = GitInfo(sha=sha, ref=ref, branch=branch, tag=tag, message=message, author=author, repo=repo.name)
+        result = Outcome()
+        for path in files:
+            blob = _git(mirror, "rev-parse", f"{sha}:{path}").strip()
+            text = _git(mirror, "cat-file", "blob", blob)
+            dedupe = f"{repo.id}:{kind}:{ref}:{sha}:{path}" if once else None
+            wf, diagnostics = lint_text(text, path)
+            errors = [d for d in diagnostics if d.severity == "error"]
+            if wf is None or errors:  # a failed run that carries the lint messages: the author sees why
+                if not self._seen(dedupe):
+                    try:
+                        result.runs.append(self.scheduler.store.create_run(
+                            repo=repo.name, workflow=path, workflow_file=path, blob_sha=blob, commit_sha=sha,
+                            ref=ref, event=kind, dirty=False, trigger=trigger, tasks=[], repo_id=repo.id,
+                            dedupe_key=dedupe, state="failed", message="\n".join(d.format() for d in errors),
+                            workflow_text=text,
+                        ))
+                    except sa.exc.IntegrityError:
+                        pass  # made concurrently by another delivery of the same push
+                continue
+            if only is None:
+                reason = why_not(wf, kind, branch, tag, changed)
+                if reason is not None:
+                    result.skipped[path] = reason
+                    continue
+            if self._seen(dedupe):
+                result.skipped[path] = "a run for this commit exists already"
+                continue
+            spec = RunSpec(
+                workflow=wf, workflow_text=text, workspace=Workspace(repo=repo.url, commit=sha), git=git,
+                event=kind, repo=repo.name, blob_sha=blob, trigger=trigger,
+                inputs=resolve_inputs(wf, inputs or {}, strict=kind == "manual"), changed_files=changed,
+                repo_id=repo.id, dedupe_key=dedupe, no_secrets=fork,
+            )
+            run_id = self.scheduler.create_run(spec)
+            if run_id is None:  # a concurrent delivery of the same push got there first
+                result.skipped[path] = "a run for this commit exists already"
+                continue
+            log.info("run created", run=run_id, repo=repo.name, workflow=path, sha=sha, event=kind)
+            self.scheduler.start(run_id)
+            result.runs.append(run_id)
+        return result
+
+    def _seen(self, dedupe: str | None) -> bool:
+        return dedupe is not None and self.scheduler.store.run_by_dedupe(dedupe) is not None
