@@ -1,14 +1,17 @@
-"""Settings, read once from `CLARITY_*` environment variables into a frozen value.
+"""Settings, read once from a config file and `CLARITY_*` environment variables into a frozen value.
 
-Nothing reads the environment after start-up: the value is passed in explicitly.
+The file is TOML (`CLARITY_CONFIG`, else `$CLARITY_HOME/config.toml` when it exists), its keys the
+setting names in lower case (`port = 9090`); an environment variable beats the file. Nothing
+reads the environment after start-up: the value is passed in explicitly.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import tomllib
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 
 def _default_home(env: Mapping[str, str]) -> Path:
@@ -22,14 +25,54 @@ class SettingsError(ValueError):
     """A setting has a value Clarity cannot use; the message names it."""
 
 
+def _count(minimum: int) -> Callable[[str, Any], int]:
+    def parse(name: str, raw: Any) -> int:
+        text = str(raw)
+        if not text.isdigit() or int(text) < minimum:
+            raise SettingsError(f"{name}={text!r}: expected a whole number, at least {minimum}")
+        return int(text)
+    return parse
+
+
+def _seconds(name: str, raw: Any) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name}={raw!r}: expected a number of seconds") from None
+    if value <= 0:
+        raise SettingsError(f"{name}={raw!r}: expected a positive number of seconds")
+    return value
+
+
+def _choice(*options: str) -> Callable[[str, Any], str]:
+    def parse(name: str, raw: Any) -> str:
+        if str(raw) not in options:
+            raise SettingsError(f"{name}={raw!r}: expected one of {', '.join(options)}")
+        return str(raw)
+    return parse
+
+
+def _text(name: str, raw: Any) -> str:
+    return str(raw)
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
     """State directory: the embedded database, mirror cache, artifacts, task scratch space."""
     database_url: str
     parallel: int
+    """Tasks the built-in runner runs at once."""
     pull: bool = True
     """Pull an image that is not present locally (CLARITY_PULL=missing, the default) or not (never)."""
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = 25 * 1024 * 1024
+    """Largest webhook delivery or API request body accepted (413 above it)."""
+    reap_interval_s: float = 5.0
+    """How often expired runner leases are taken back."""
+    log_format: str = "console"
+    """Controller logs: console (for people) or json (for log collectors)."""
 
     @property
     def cache(self) -> Path:
@@ -44,12 +87,40 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         home = _default_home(env)
-        url = env.get("CLARITY_DATABASE_URL") or f"sqlite:///{home / 'clarity.db'}"
-        raw = env.get("CLARITY_PARALLEL") or str(max(4, os.cpu_count() or 4))
-        if not raw.isdigit() or int(raw) < 1:
-            raise SettingsError(f"CLARITY_PARALLEL={raw!r}: expected a whole number of tasks, at least 1")
-        parallel = int(raw)
-        pull = env.get("CLARITY_PULL") or "missing"
-        if pull not in ("missing", "never"):
-            raise SettingsError(f"CLARITY_PULL={pull!r}: expected 'missing' (the default) or 'never'")
-        return cls(home=home, database_url=url, parallel=parallel, pull=pull == "missing")
+        config_path = env.get("CLARITY_CONFIG") or (str(home / "config.toml") if (home / "config.toml").exists() else "")
+        file: dict[str, Any] = {}
+        if config_path:
+            try:
+                file = tomllib.loads(Path(config_path).read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise SettingsError(f"config file {config_path}: {exc.strerror}") from None
+            except tomllib.TOMLDecodeError as exc:
+                raise SettingsError(f"config file {config_path}: {exc}") from None
+            known = {f.name for f in fields(cls)} - {"home"}
+            unknown = sorted(set(file) - known)
+            if unknown:
+                raise SettingsError(f"config file {config_path}: unknown setting(s) {', '.join(unknown)} "
+                                    f"(known: {', '.join(sorted(known))})")
+
+        def get(name: str, parse: Callable[[str, Any], Any], default: Any) -> Any:
+            var = f"CLARITY_{name.upper()}"
+            if env.get(var):
+                return parse(var, env[var])
+            if name in file:
+                return parse(name, file[name])
+            return default
+
+        return cls(
+            home=home,
+            database_url=get("database_url", _text, f"sqlite:///{home / 'clarity.db'}"),
+            parallel=get("parallel", _count(1), max(4, os.cpu_count() or 4)),
+            pull=get("pull", _choice("missing", "never"), "missing") == "missing",
+            host=get("host", _text, "127.0.0.1"),
+            port=get("port", _count(1), 8080),
+            max_body_bytes=get("max_body_bytes", _count(1024), 25 * 1024 * 1024),
+            reap_interval_s=get("reap_interval_s", _seconds, 5.0),
+            log_format=get("log_format", _choice("console", "json"), "console"),
+        )
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)

@@ -1,0 +1,104 @@
+"""`create_app(settings)`: the controller as a Starlette application.
+
+Nothing runs at import. The lifespan builds the services, resumes the runs a previous process
+left open, and starts the background loops: the lease reaper, the webhook intake worker, the git
+poller and (for `clarity up`) the built-in runner. Each loop survives its own failures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import AsyncIterator, Callable
+
+import structlog
+from starlette.applications import Starlette
+
+from controller.services import Services
+from controller.settings import Settings
+
+log = structlog.get_logger("clarity.app")
+
+
+class Loop:
+    """Call `tick` every `interval_s` seconds in a thread until stopped; a failing tick is logged
+    and the loop goes on."""
+
+    def __init__(self, name: str, interval_s: float, tick: Callable[[], object]) -> None:
+        self.name, self.interval_s, self.tick = name, interval_s, tick
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.tick()
+            except Exception:
+                log.exception("loop tick failed", loop=self.name)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def create_app(settings: Settings, *, builtin_runner: bool = False) -> Starlette:
+    from controller import api, intake, poller
+    from controller.api import hooks
+
+    services = Services.build(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        stoppers: list[Callable[[], None]] = []
+        resumed = services.scheduler.resume()
+        if resumed:
+            log.info("runs resumed", runs=resumed)
+        reaper = Loop("reaper", settings.reap_interval_s, services.scheduler.reap)
+        reaper.start()
+        stoppers.append(reaper.stop)
+        worker = intake.IntakeWorker(services)
+        worker.start()
+        stoppers.append(worker.stop)
+        watcher = poller.Poller(services)
+        watcher.start()
+        stoppers.append(watcher.stop)
+        if builtin_runner:
+            agent = _builtin_runner(services)
+            agent.start()
+            stoppers.append(agent.stop)
+        log.info("controller ready", host=settings.host, port=settings.port, database=_safe_url(settings))
+        try:
+            yield
+        finally:
+            for stop in reversed(stoppers):
+                stop()
+            log.info("controller stopped")
+
+    app = Starlette(routes=[*api.routes(services), *hooks.routes(services)], lifespan=lifespan,
+                    exception_handlers=api.exception_handlers())
+    app.state.services = services
+    return app
+
+
+def _builtin_runner(services: Services):  # type: ignore[no-untyped-def]
+    from controller.local import make_backend
+    from controller.peer import InProcessPeer
+    from runner import owner
+    from runner.agent import Agent
+
+    settings = services.settings
+    backend = make_backend("docker", settings)
+    backend.sweep()
+    return Agent(InProcessPeer(services.queue, services.scheduler), backend, settings.work_root, services.mirrors,
+                 name=f"builtin-{owner.current()}", slots=settings.parallel, poll_s=5.0, heartbeat_s=2.0)
+
+
+def _safe_url(settings: Settings) -> str:
+    url = settings.database_url
+    if "@" in url:  # no password in the logs
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url

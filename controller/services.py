@@ -1,0 +1,34 @@
+"""The controller's parts, made once from Settings and handed to the API routes and the loops."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from controller.engine import Scheduler
+from controller.settings import Settings
+from controller.starter import Starter
+from controller.store.queue import Queue
+from controller.store.repos import ApiKeys, Repos
+from controller.store.runs import Store
+from runner.workspace import WorkspaceCache
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    queue: Queue
+    scheduler: Scheduler
+    repos: Repos
+    keys: ApiKeys
+    mirrors: WorkspaceCache
+    starter: Starter
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        store = Store.open(settings.database_url)
+        queue = Queue(store.engine)
+        scheduler = Scheduler(store, queue)
+        mirrors = WorkspaceCache(settings.cache)
+        return cls(settings=settings, store=store, queue=queue, scheduler=scheduler, repos=Repos(store.engine),
+                   keys=ApiKeys(store.engine), mirrors=mirrors, starter=Starter(scheduler, mirrors))
