@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import AsyncIterator, Callable
+from typing import TYPE_CHECKING, AsyncIterator, Callable
 
 import structlog
 from starlette.applications import Starlette
 
 from controller.services import Services
 from controller.settings import Settings
+
+if TYPE_CHECKING:
+    from controller.api.metrics import Metrics
+    from runner.agent import Agent
 
 log = structlog.get_logger("clarity.app")
 
@@ -45,10 +49,14 @@ class Loop:
 
 
 def create_app(settings: Settings, *, builtin_runner: bool = False) -> Starlette:
-    from controller import api, intake, poller
+    from controller import api
     from controller.api import hooks
+    from controller.api.metrics import Metrics
+    from controller.intake import IntakeWorker
+    from controller.poller import Poller
 
     services = Services.build(settings)
+    metrics = Metrics(services.store)  # shared by the API's runner routes and the built-in runner
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -59,14 +67,14 @@ def create_app(settings: Settings, *, builtin_runner: bool = False) -> Starlette
         reaper = Loop("reaper", settings.reap_interval_s, services.scheduler.reap)
         reaper.start()
         stoppers.append(reaper.stop)
-        worker = intake.IntakeWorker(services)
+        worker = IntakeWorker(services)
         worker.start()
         stoppers.append(worker.stop)
-        watcher = poller.Poller(services)
+        watcher = Poller(services)
         watcher.start()
         stoppers.append(watcher.stop)
         if builtin_runner:
-            agent = _builtin_runner(services)
+            agent = _builtin_runner(services, metrics)
             agent.start()
             stoppers.append(agent.stop)
         log.info("controller ready", host=settings.host, port=settings.port, database=_safe_url(settings))
@@ -77,22 +85,22 @@ def create_app(settings: Settings, *, builtin_runner: bool = False) -> Starlette
                 stop()
             log.info("controller stopped")
 
-    app = Starlette(routes=[*api.routes(services), *hooks.routes(services)], lifespan=lifespan,
+    app = Starlette(routes=[*api.routes(services, metrics), *hooks.routes(services)], lifespan=lifespan,
                     exception_handlers=api.exception_handlers())
     app.state.services = services
     return app
 
 
-def _builtin_runner(services: Services):  # type: ignore[no-untyped-def]
+def _builtin_runner(services: Services, metrics: Metrics) -> Agent:
     from controller.local import make_backend
     from controller.peer import InProcessPeer
     from runner import owner
-    from runner.agent import Agent
+    from runner.agent import Agent  # noqa: F811 - the runtime import of the name typed above
 
     settings = services.settings
     backend = make_backend("docker", settings)
     backend.sweep()
-    return Agent(InProcessPeer(services.queue, services.scheduler), backend, settings.work_root, services.mirrors,
+    return Agent(InProcessPeer(services.queue, services.scheduler, observer=metrics), backend, settings.work_root, services.mirrors,
                  name=f"builtin-{owner.current()}", slots=settings.parallel, poll_s=5.0, heartbeat_s=2.0)
 
 

@@ -221,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("run", type=int, metavar="RUN")
     logs.add_argument("task", nargs="?", metavar="TASK")
     logs.set_defaults(func=_cmd_logs)
+
+    from controller.cli_server import add_commands
+
+    add_commands(sub)
     return p
 
 

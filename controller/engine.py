@@ -248,7 +248,7 @@ class Scheduler:
 
     def advance(self, run_id: int) -> None:
         """Skip what cannot run, enqueue what can, and close the run when every task is done."""
-        enqueued = False
+        enqueued = 0
         with self._lock(run_id):
             run = self.store.get_run(run_id)
             if run.state not in ("running", "canceling"):
@@ -276,17 +276,19 @@ class Scheduler:
                             TaskResult(Outcome.CANCELED, error="canceled before it started")
                         blocked.add(name)
                         self._finish_task(run_id, name, result)
+                        rows[name] = self.store.task(run_id, name)
+                    elif self._enqueue(loaded, rows, name, row.attempt + 1):
+                        enqueued += 1
+                        rows[name] = dataclasses.replace(row, state="queued", attempt=row.attempt + 1)
                     else:
-                        self._enqueue(loaded, rows, name, row.attempt + 1)
-                        enqueued = True
-                    rows[name] = self.store.task(run_id, name)
+                        rows[name] = self.store.task(run_id, name)
                     progress = True
             if all(r.state in FINAL_TASK for r in rows.values()):
                 verdict = run_state([Outcome(r.state) for r in rows.values()])
                 self.store.set_run_state(run_id, verdict.value, finished=True)
                 self._loaded.pop(run_id, None)
         if enqueued:
-            self.queue.notify()
+            self.queue.notify(enqueued)
         with self._changed:
             self._changed.notify_all()
 
@@ -309,7 +311,9 @@ class Scheduler:
                 blocked.add(name)
         return blocked
 
-    def _enqueue(self, loaded: _Loaded, rows: dict[str, TaskRow], name: str, attempt: int) -> None:
+    def _enqueue(self, loaded: _Loaded, rows: dict[str, TaskRow], name: str, attempt: int) -> int:
+        """1 when the task was put in the queue, 0 when it failed to render (or another
+        scheduler enqueued it first)."""
         run_id = loaded.ctx.run_id
         results = {n: row_result(r) for n, r in rows.items() if r.state in FINAL_TASK}
         try:
@@ -320,7 +324,7 @@ class Scheduler:
             now = time.time()
             self._finish_task(run_id, name, TaskResult(Outcome.FAILED, started_at=now, finished_at=now, error=message),
                               log_line=f"error: {message}", attempt=attempt)
-            return
+            return 0
         from controller.store import tables
 
         with self.store.engine.begin() as conn:
@@ -332,6 +336,7 @@ class Scheduler:
             if moved == 1:  # another scheduler did not get there first
                 self.queue.enqueue(conn, run_id=run_id, task=name, attempt=attempt, spec=spec, labels=(),
                                    log_offset=self.store.max_seq(conn, run_id, name))
+        return moved
 
     @staticmethod
     def _ancestors(loaded: _Loaded, name: str) -> tuple[str, ...]:

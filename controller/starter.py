@@ -104,7 +104,10 @@ class Starter:
         except WorkspaceError as exc:
             if fetch_from is None:
                 raise StartError(str(exc)) from None
-            mirror, sha = self.mirrors.ensure(fetch_from, sha)
+            try:
+                mirror, sha = self.mirrors.ensure(fetch_from, sha)
+            except WorkspaceError as exc2:
+                raise StartError(str(exc2)) from None
         if message is None:
             message = _git(mirror, "log", "-1", "--format=%B", sha).strip()
         if kind in ("push", "tag", "pull_request") and skip_ci(message):
@@ -158,7 +161,7 @@ class Starter:
             if run_id is None:  # a concurrent delivery of the same push got there first
                 result.skipped[path] = "a run for this commit exists already"
                 continue
-            log.info("run created", run=run_id, repo=repo.name, workflow=path, sha=sha, event=kind)
+            log.info("run created", run=run_id, repo=repo.name, workflow=path, sha=sha, kind=kind)
             self.scheduler.start(run_id)
             result.runs.append(run_id)
         return result

@@ -59,11 +59,13 @@ class Queue:
         self.lease_s = lease_s
         self._wake = threading.Condition()
         self._generation = 0
+        self._interrupts = 0
 
-    def _notify(self) -> None:
+    def _notify(self, items: int) -> None:
+        # One waiter per new item, not all of them: idle runners do not stampede for one row.
         with self._wake:
             self._generation += 1
-            self._wake.notify_all()
+            self._wake.notify(items)
 
     def enqueue(self, conn: sa.Connection, *, run_id: int, task: str, attempt: int, spec: TaskSpec,
                 labels: Sequence[str], log_offset: int) -> int:
@@ -76,15 +78,26 @@ class Queue:
         key: Any = result.inserted_primary_key
         return int(key[0])
 
-    def notify(self) -> None:
-        self._notify()
+    def notify(self, items: int = 1) -> None:
+        self._notify(items)
+
+    def interrupt(self) -> None:
+        """End every long poll waiting now (with no item): its runner is stopping."""
+        with self._wake:
+            self._interrupts += 1
+            self._generation += 1
+            self._wake.notify_all()
 
     def lease(self, runner: str, labels: Sequence[str], wait_s: float = 0.0) -> Item | None:
         deadline = time.monotonic() + wait_s
         have = set(labels)
+        with self._wake:
+            interrupts = self._interrupts
         while True:
             with self._wake:
                 generation = self._generation
+                if self._interrupts != interrupts:
+                    return None
             item = self._try_lease(runner, have)
             if item is not None:
                 return item

@@ -1,0 +1,79 @@
+"""`ApiRoute`: one operation of the API, with its auth, its body handling and its documentation.
+
+A handler is a plain function `handler(call) -> Response`; it runs in a worker thread (the store
+and the queue are blocking), after the route has authenticated the caller and read the JSON body
+within `settings.max_body_bytes`. The `doc` feeds the OpenAPI document (`controller.api.openapi`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from controller.api.auth import authenticate
+from controller.api.body import Fields, parse_object, read_body
+from controller.services import Services
+from controller.store.repos import ApiKey
+
+
+@dataclass(frozen=True)
+class Doc:
+    """What the OpenAPI document says about an operation."""
+
+    summary: str
+    description: str = ""
+    body: Mapping[str, Any] | None = None  # JSON Schema of the request body
+    query: Mapping[str, str] = field(default_factory=dict)  # name -> description
+    responses: Mapping[int, str] = field(default_factory=lambda: {200: "OK"})
+    tag: str = "api"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request, as a handler sees it."""
+
+    request: Request
+    services: Services
+    key: ApiKey | None
+    body: dict[str, Any]
+
+    def fields(self) -> Fields:
+        return Fields(self.body)
+
+    def param(self, name: str) -> Any:
+        return self.request.path_params[name]
+
+    @property
+    def by(self) -> str:
+        return f"api-key:{self.key.name}" if self.key is not None else "anonymous"
+
+
+Handler = Callable[[Call], Response]
+
+
+class ApiRoute(Route):
+    def __init__(self, method: str, path: str, handler: Handler, services: Services, doc: Doc, *,
+                 public: bool = False, reads_body: bool | None = None,
+                 before: Callable[[Request], None] | None = None) -> None:
+        self.doc, self.public = doc, public
+        wants_body = method in ("POST", "PUT", "PATCH") if reads_body is None else reads_body
+        limit = services.settings.max_body_bytes
+
+        async def endpoint(request: Request) -> Response:
+            if before is not None:
+                before(request)
+            key = None if public else await run_in_threadpool(authenticate, services.keys, request)
+            body = parse_object(await read_body(request, limit)) if wants_body else {}
+            return await run_in_threadpool(handler, Call(request, services, key, body))
+
+        endpoint.__doc__ = handler.__doc__
+        super().__init__(path, endpoint, methods=[method], name=handler.__name__)
+
+
+def reply(content: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return JSONResponse(content, status_code=status, headers=headers)

@@ -1,0 +1,229 @@
+"""The `clarity` commands of the controller service: `up`, `controller`, `apikey`, and the ones that
+manage a running controller through its API (`repo`, `trigger`, `cancel`, `rerun`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from controller.settings import Settings
+
+if TYPE_CHECKING:
+    from controller.client import Client
+    from controller.store.repos import ApiKeys
+
+DEFAULT_CONTROLLER = "http://127.0.0.1:8080"
+
+
+def _user_error(message: str) -> Exception:
+    from controller.cli import UserError
+
+    return UserError(message)
+
+
+def _check_port(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise _user_error(f"cannot listen on {host}:{port}: {exc.strerror} (another controller? use --port)") from None
+
+
+def _serve(args: argparse.Namespace, builtin_runner: bool) -> int:
+    import uvicorn
+
+    from controller.app import create_app
+    from controller.client import KEY_FILE
+    from controller.logs import configure
+
+    settings = Settings.from_env()
+    settings = settings.with_(host=args.host or settings.host, port=args.port or settings.port)
+    configure(settings.log_format)
+    _check_port(settings.host, settings.port)
+    app = create_app(settings, builtin_runner=builtin_runner)
+    keys = app.state.services.keys
+    if not keys.list():  # the first start: make the admin key the command line will use
+        _key, secret = keys.create("admin (made by clarity up)", "admin")
+        path = settings.home / KEY_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secret + "\n")
+        print(f"clarity: made the first admin API key, saved to {path} (the CLI on this machine uses it):\n"
+              f"  {secret}", file=sys.stderr)
+    print(f"clarity: controller on http://{settings.host}:{settings.port} "
+          f"({'with' if builtin_runner else 'without'} the built-in runner; API docs: /api/v1/docs)", file=sys.stderr)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
+                timeout_graceful_shutdown=30)
+    return 0
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    return _serve(args, builtin_runner=True)
+
+
+def _cmd_controller(args: argparse.Namespace) -> int:
+    return _serve(args, builtin_runner=False)
+
+
+def _keys() -> ApiKeys:
+    from controller.store.repos import ApiKeys
+    from controller.store.runs import Store
+
+    return ApiKeys(Store.open(Settings.from_env().database_url).engine)
+
+
+def _cmd_apikey(args: argparse.Namespace) -> int:
+    keys = _keys()
+    if args.action == "create":
+        if not args.name:
+            raise _user_error("apikey create needs a NAME (who or what uses the key)")
+        try:
+            key, secret = keys.create(args.name, args.role)
+        except ValueError as exc:
+            raise _user_error(str(exc)) from None
+        print(secret)
+        print(f"clarity: API key {key.prefix}… ({key.role}) for {key.name}; it is shown only now", file=sys.stderr)
+    elif args.action == "list":
+        print(f"{'PREFIX':<14}  {'ROLE':<6}  {'STATE':<8}  NAME")
+        for key in keys.list():
+            print(f"{key.prefix:<14}  {key.role:<6}  {'revoked' if key.revoked_at else 'active':<8}  {key.name}")
+    else:
+        if not args.name:
+            raise _user_error("apikey revoke needs the key's PREFIX (see `clarity apikey list`)")
+        try:
+            keys.revoke(args.name)
+        except LookupError as exc:
+            raise _user_error(str(exc)) from None
+        print(f"revoked {args.name}")
+    return 0
+
+
+def _client(args: argparse.Namespace) -> Client:
+    from controller.client import Client, find_key
+
+    settings = Settings.from_env()
+    return Client(args.controller or os.environ.get("CLARITY_CONTROLLER") or DEFAULT_CONTROLLER,
+                  find_key(settings.home, args.api_key))
+
+
+def _call(args: argparse.Namespace, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
+    from controller.client import ClientError
+
+    try:
+        return _client(args).call(method, path, body, params)
+    except ClientError as exc:
+        raise _user_error(str(exc)) from None
+
+
+def _repo_path(name: str) -> str:
+    if name.count("/") < 1:
+        raise _user_error(f"repository names are the forge's owner/repo, like acme/app (got {name!r})")
+    return "/api/v1/repos/" + name
+
+
+def _cmd_repo(args: argparse.Namespace) -> int:
+    if args.action == "add":
+        if not args.name or not args.url:
+            raise _user_error("repo add needs NAME (owner/repo) and --url URL")
+        secret = args.webhook_secret
+        if args.webhook_secret_file:
+            try:
+                secret = Path(args.webhook_secret_file).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise _user_error(f"--webhook-secret-file {args.webhook_secret_file}: {exc.strerror}") from None
+        body = {"name": args.name, "url": args.url, "forge": args.forge, "webhook_secret": secret,
+                "poll_interval": args.poll}
+        repo = _call(args, "POST", "/api/v1/repos", {k: v for k, v in body.items() if v is not None})
+        print(f"added {repo['name']} ({repo['forge']}, {repo['url']})"
+              + (f", polled every {repo['poll_interval_s']:g}s" if repo.get("poll_interval_s") else ""))
+    elif args.action == "list":
+        repos = _call(args, "GET", "/api/v1/repos")
+        items = repos["repos"] if isinstance(repos, dict) else repos
+        print(f"{'NAME':<30}  {'FORGE':<8}  {'POLL':>6}  URL")
+        for r in items:
+            poll = f"{r['poll_interval_s']:g}s" if r.get("poll_interval_s") else "-"
+            print(f"{r['name']:<30}  {r['forge']:<8}  {poll:>6}  {r['url']}")
+    elif args.action == "remove":
+        _call(args, "DELETE", _repo_path(args.name))
+        print(f"removed {args.name}")
+    return 0
+
+
+def _cmd_trigger(args: argparse.Namespace) -> int:
+    from controller.cli import _parse_pairs
+
+    body: dict[str, Any] = {"ref": args.ref, "inputs": _parse_pairs(args.input, "--input")}
+    if args.workflow:
+        body["workflow"] = args.workflow
+    result = _call(args, "POST", _repo_path(args.repo) + "/trigger", body)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _cmd_cancel(args: argparse.Namespace) -> int:
+    _call(args, "POST", f"/api/v1/runs/{args.run}/cancel")
+    print(f"run {args.run}: cancel requested")
+    return 0
+
+
+def _cmd_rerun(args: argparse.Namespace) -> int:
+    result = _call(args, "POST", f"/api/v1/runs/{args.run}/rerun", {"failed_only": args.failed})
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _remote(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--controller", metavar="URL", help=f"the controller's URL (default: CLARITY_CONTROLLER or {DEFAULT_CONTROLLER})")
+    p.add_argument("--api-key", metavar="KEY", help="API key (default: CLARITY_API_KEY, CLARITY_API_KEY_FILE, or the key `clarity up` saved)")
+
+
+def add_commands(sub: Any) -> None:
+    for name, func, what in (("up", _cmd_up, "start a controller with a built-in runner: one command, a working CI"),
+                             ("controller", _cmd_controller, "start a controller (runners connect to it)")):
+        p = sub.add_parser(name, help=what)
+        p.add_argument("--host", help="address to listen on (default: CLARITY_HOST or 127.0.0.1)")
+        p.add_argument("--port", type=int, help="port (default: CLARITY_PORT or 8080)")
+        p.set_defaults(func=func)
+
+    key = sub.add_parser("apikey", help="API keys (works on the database directly: bootstraps the first key)")
+    key.add_argument("action", choices=["create", "list", "revoke"])
+    key.add_argument("name", nargs="?", metavar="NAME|PREFIX")
+    key.add_argument("--role", default="admin", choices=["admin", "read"])
+    key.set_defaults(func=_cmd_apikey)
+
+    repo = sub.add_parser("repo", help="repositories a running controller watches")
+    repo.add_argument("action", choices=["add", "list", "remove"])
+    repo.add_argument("name", nargs="?", metavar="NAME", help="the forge's owner/repo")
+    repo.add_argument("--url", help="any git URL: https, ssh, file")
+    repo.add_argument("--forge", default="generic", choices=["github", "gitlab", "gitea", "generic"])
+    repo.add_argument("--webhook-secret", help="the secret the forge signs deliveries with")
+    repo.add_argument("--webhook-secret-file", metavar="PATH")
+    repo.add_argument("--poll", metavar="DURATION", help="also poll for new commits, e.g. 60s")
+    _remote(repo)
+    repo.set_defaults(func=_cmd_repo)
+
+    trig = sub.add_parser("trigger", help="start a manual run on a running controller")
+    trig.add_argument("repo", metavar="REPO")
+    trig.add_argument("--ref", default="main")
+    trig.add_argument("--workflow", metavar="FILE")
+    trig.add_argument("--input", action="append", default=[], metavar="K=V")
+    _remote(trig)
+    trig.set_defaults(func=_cmd_trigger)
+
+    cancel = sub.add_parser("cancel", help="cancel a run on a running controller")
+    cancel.add_argument("run", type=int, metavar="RUN")
+    _remote(cancel)
+    cancel.set_defaults(func=_cmd_cancel)
+
+    rerun = sub.add_parser("rerun", help="run a run again on the same commit (--failed: only what failed)")
+    rerun.add_argument("run", type=int, metavar="RUN")
+    rerun.add_argument("--failed", action="store_true")
+    _remote(rerun)
+    rerun.set_defaults(func=_cmd_rerun)
