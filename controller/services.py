@@ -27,7 +27,7 @@ class Services:
     @classmethod
     def build(cls, settings: Settings) -> Services:
         store = Store.open(settings.database_url)
-        queue = Queue(store.engine)
+        queue = Queue(store.engine, lease_s=settings.lease_s)
         scheduler = Scheduler(store, queue)
         mirrors = WorkspaceCache(settings.cache)
         return cls(settings=settings, store=store, queue=queue, scheduler=scheduler, repos=Repos(store.engine),

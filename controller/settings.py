@@ -71,6 +71,8 @@ class Settings:
     """Largest webhook delivery or API request body accepted (413 above it)."""
     reap_interval_s: float = 5.0
     """How often expired runner leases are taken back."""
+    lease_s: float = 30.0
+    """How long a runner's lease on a task lives without a heartbeat."""
     log_format: str = "console"
     """Controller logs: console (for people) or json (for log collectors)."""
 
@@ -119,6 +121,7 @@ class Settings:
             port=get("port", _count(1), 8080),
             max_body_bytes=get("max_body_bytes", _count(1024), 25 * 1024 * 1024),
             reap_interval_s=get("reap_interval_s", _seconds, 5.0),
+            lease_s=get("lease_s", _seconds, 30.0),
             log_format=get("log_format", _choice("console", "json"), "console"),
         )
 

@@ -132,8 +132,11 @@ class Agent:
         done = threading.Event()
         sender = _LogSender(self.peer, lease.lease_id, self.log_flush_s)
 
+        # Beat well inside the lease the controller granted, whatever it is.
+        interval = min(self.heartbeat_s, max(0.2, (lease.expires_at - time.time()) / 3))
+
         def beat() -> None:
-            while not done.wait(self.heartbeat_s):
+            while not done.wait(interval):
                 try:
                     if self.peer.heartbeat(lease.lease_id).cancel:
                         cancel.set()

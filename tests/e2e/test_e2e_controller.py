@@ -117,9 +117,11 @@ def served(tmp_path: Path) -> Iterator[tuple[GitHttpServer, Path]]:
 
 
 @pytest.fixture
-def controller(tmp_path: Path, docker_client: Any) -> Iterator[Controller]:
+def controller(tmp_path: Path, docker_client: Any, database_url: str) -> Iterator[Controller]:
+    """`clarity up` on SQLite and on PostgreSQL (the `database_url` fixture's two params)."""
     home = tmp_path / "home"
-    env = {**os.environ, "CLARITY_HOME": str(home), "CLARITY_PULL": "never", "CLARITY_REAP_INTERVAL_S": "1"}
+    env = {**os.environ, "CLARITY_HOME": str(home), "CLARITY_PULL": "never", "CLARITY_REAP_INTERVAL_S": "1",
+           "CLARITY_DATABASE_URL": database_url, "CLARITY_LEASE_S": "3"}
     c = Controller(home, env)
     c.start()
     yield c
@@ -192,3 +194,50 @@ def test_polling_runs_new_commits(controller: Controller, served: tuple[GitHttpS
     run = controller.wait_run(lambda r: r["commit_sha"] == after)
     assert run["state"] == "succeeded", run
     assert run["trigger"].get("by") == "poll" or run["event"] == "push"
+
+
+SLOW = """\
+workflow:
+  name: "slow"
+  tasks:
+    - name: first
+      image: clarity-busybox:latest
+      commands: ["echo first starts", "sleep 6", "echo first done"]
+    - name: second
+      image: clarity-busybox:latest
+      commands: ["echo second ran"]
+"""
+
+
+def test_kill_9_mid_run_loses_and_duplicates_nothing(controller: Controller, served: tuple[GitHttpServer, Path],
+                                                     docker_client: Any) -> None:
+    server, work = served
+    (work / ".clarity" / "ci.yaml").write_text(SLOW)
+    git(work, "commit", "-q", "-am", "slow workflow")
+    git(work, "push", "-q", "origin", "main")
+    assert controller.clarity("repo", "add", "acme/app", "--url", f"{server.url}/app.git").returncode == 0
+    with controller.api() as api:
+        started = api.post("/api/v1/repos/acme/app/trigger", json={"ref": "main", "workflow": ".clarity/ci.yaml"})
+        assert started.status_code == 201, started.text
+        run_id = started.json()["runs"][0]
+        deadline = time.monotonic() + 60
+        while "first starts" not in [line["line"] for line in  # its container runs
+                                     api.get(f"/api/v1/runs/{run_id}/logs").json()["lines"]]:
+            assert time.monotonic() < deadline, "the first task never started"
+            time.sleep(0.2)
+    controller.kill(signal.SIGKILL)  # no clean-up runs: its container and lease are left behind
+    assert docker_client.api.containers(all=True, filters={"label": "io.clarity.workflow=slow"})
+
+    controller.start()  # same database: the run resumes
+    run = controller.wait_run(lambda r: r["id"] == run_id, timeout=120)
+    assert run["state"] == "succeeded", run
+    tasks = {t["name"]: t for t in run["tasks"]}
+    assert tasks["first"]["attempt"] == 2 and tasks["second"]["state"] == "succeeded"
+    with controller.api() as api:
+        assert [r["id"] for r in api.get("/api/v1/runs").json()["runs"]] == [run_id]  # nothing duplicated
+        logs = [line["line"] for line in api.get(f"/api/v1/runs/{run_id}/logs").json()["lines"]]
+        assert "second ran" in logs and "first done" in logs
+    deadline = time.monotonic() + 20  # the orphaned container was swept at start-up
+    while docker_client.api.containers(all=True, filters={"label": "io.clarity.workflow=slow"}):
+        assert time.monotonic() < deadline, "a container of the killed controller was left behind"
+        time.sleep(0.5)
