@@ -230,6 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import logging
+
+    from controller.logs import configure
+
+    configure("console", logging.WARNING)  # `up`/`controller` raise it to INFO; `run` keeps its screen
     try:
         return int(args.func(args))
     except (UserError, SettingsError) as exc:

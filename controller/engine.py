@@ -18,6 +18,7 @@ import dataclasses
 import threading
 
 import sqlalchemy as sa
+import structlog
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol, Sequence
@@ -32,6 +33,8 @@ from controller.workflow.select import select_tasks
 from runner.masking import Masker
 from runner.protocol import LogLine
 from runner.spec import Outcome, TaskResult, Workspace
+
+log = structlog.get_logger("clarity.scheduler")
 
 AUTO_RETRIES_ERRORED = 1
 FAILING = (Outcome.FAILED, Outcome.TIMED_OUT, Outcome.ERRORED, Outcome.CANCELED)
@@ -153,6 +156,7 @@ class Scheduler:
                 self._fail_run(run_id, str(exc))
                 return
             self.store.set_run_state(run_id, "running", started=True)
+            log.info("run started", run=run_id, repo=run.repo, workflow=run.workflow_file, sha=run.commit_sha)
             for name in loaded.order:
                 reason = when_skip_reason(loaded.tasks[name].when, loaded.ctx)
                 if reason is not None:
@@ -206,6 +210,7 @@ class Scheduler:
     def reap(self) -> int:
         expired = self.queue.reap()
         for item in expired:
+            log.warning("lease expired", run=item.run_id, task=item.task, runner=item.lease_owner)
             self.finished(item, TaskResult(Outcome.ERRORED, started_at=item.leased_at, finished_at=time.time(),
                                            error=f"runner '{item.lease_owner}' stopped answering (its lease expired)"))
         return len(expired)
@@ -235,6 +240,8 @@ class Scheduler:
                 return
             task = loaded.tasks.get(item.task)
             canceling = self.store.get_run(run_id).state == "canceling"
+            log.info("task finished", run=run_id, task=item.task, attempt=item.attempt, outcome=result.outcome.value,
+                     runner=item.lease_owner, error=result.error)
             if task is not None and not canceling and self._should_retry(task, result, item.attempt):
                 self.store.update_task(run_id, item.task, state="pending", error=result.error)
                 listener = self._listeners.get(run_id)
@@ -286,6 +293,7 @@ class Scheduler:
             if all(r.state in FINAL_TASK for r in rows.values()):
                 verdict = run_state([Outcome(r.state) for r in rows.values()])
                 self.store.set_run_state(run_id, verdict.value, finished=True)
+                log.info("run finished", run=run_id, repo=run.repo, workflow=run.workflow_file, state=verdict.value)
                 self._loaded.pop(run_id, None)
         if enqueued:
             self.queue.notify(enqueued)

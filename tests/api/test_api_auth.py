@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import Api
+from tests.api.conftest import Api
 
 PUBLIC = ["/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/api/v1/docs"]
 

@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from conftest import Api
+from tests.api.conftest import Api
 
 
 def error(resp: Any) -> dict[str, str]:

@@ -6,7 +6,7 @@ import re
 
 from starlette.routing import Route
 
-from conftest import Api
+from tests.api.conftest import Api
 
 
 def test_every_route_is_documented_and_nothing_else(api: Api) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import Api
+from tests.api.conftest import Api
 from controller.peer import InProcessPeer
 from controller.services import Services
 from runner.protocol import LogLine

@@ -7,7 +7,7 @@ from typing import Callable
 
 import pytest
 
-from conftest import WORKFLOW, Api, git
+from tests.api.conftest import WORKFLOW, Api, git
 from controller.engine import RunSpec
 from controller.workflow.compile import GitInfo
 from controller.workflow.lint import lint_text

@@ -13,7 +13,7 @@ from typing import Callable
 
 import pytest
 
-from conftest import Repo, git
+from tests.controller.conftest import Repo, git
 from controller.cli import main
 from controller.console import Console, summary_table
 from controller.settings import Settings

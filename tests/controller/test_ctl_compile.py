@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from conftest import load_workflow
+from tests.controller.conftest import load_workflow
 from controller.workflow.compile import (
     DEFAULT_TIMEOUT_S, SCRIPT_PATH, GitInfo, RenderError, RunContext, render_task, when_skip_reason,
 )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Harness, Recorder
+from tests.controller.conftest import Harness, Recorder
 from controller.engine import run_state
 from controller.workflow.compile import GitInfo
 from runner.masking import MASK

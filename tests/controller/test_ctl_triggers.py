@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from conftest import load_workflow
+from tests.controller.conftest import load_workflow
 from controller.triggers.manual import InputError, resolve_inputs
 from controller.triggers.match import skip_ci, why_not
 from controller.workflow import globs

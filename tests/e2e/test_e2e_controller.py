@@ -19,8 +19,8 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from conftest import git
-from githttp import GitHttpServer
+from tests.e2e.conftest import git
+from tests.e2e.githttp import GitHttpServer
 
 pytestmark = pytest.mark.docker
 

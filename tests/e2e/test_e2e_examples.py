@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import pytest
 
-from conftest import EXAMPLES, Env
+from tests.e2e.conftest import EXAMPLES, Env
 
 pytestmark = pytest.mark.docker
 

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 import pytest
 
-from conftest import Env, git
+from tests.e2e.conftest import Env, git
 
 pytestmark = pytest.mark.docker
 

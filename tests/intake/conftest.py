@@ -19,7 +19,7 @@ from controller.intake import IntakeWorker
 from controller.services import Services
 from controller.settings import Settings
 from controller.store.deliveries import Deliveries
-from intake_support import GIT_ENV, MAX_BODY, WORKFLOWS, GitRepo, git
+from tests.intake.intake_support import GIT_ENV, MAX_BODY, WORKFLOWS, GitRepo, git
 
 
 @pytest.fixture(autouse=True)

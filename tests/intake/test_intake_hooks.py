@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 from controller.intake import IntakeWorker
 from controller.services import Services
 from controller.store.deliveries import Deliveries
-from intake_support import SECRET, GitRepo, MAX_BODY, edit, fixture, needs_fixtures, register, runs, signed
+from tests.intake.intake_support import SECRET, GitRepo, MAX_BODY, edit, fixture, needs_fixtures, register, runs, signed
 
 pytestmark = needs_fixtures
 

@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 from controller.intake import IntakeWorker
 from controller.poller import Poller
 from controller.services import Services
-from intake_support import GitRepo, fixture, git, needs_fixtures, register, runs, signed
+from tests.intake.intake_support import GitRepo, fixture, git, needs_fixtures, register, runs, signed
 
 
 def polled(services: Services, name: str, repo: GitRepo | str, interval: float = 60.0) -> Poller:

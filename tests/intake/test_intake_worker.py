@@ -13,7 +13,7 @@ from controller.intake import IntakeWorker
 from controller.services import Services
 from controller.store import tables
 from controller.store.deliveries import Deliveries
-from intake_support import GitRepo, edit, fixture, needs_fixtures, register, runs, signed
+from tests.intake.intake_support import GitRepo, edit, fixture, needs_fixtures, register, runs, signed
 
 pytestmark = needs_fixtures
 

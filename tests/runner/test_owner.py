@@ -11,7 +11,7 @@ from runner import owner
 from runner.backends.base import LABEL
 from runner.owner import OWNER_LABEL
 
-from conftest import IMAGE
+from tests.runner.conftest import IMAGE
 
 
 def test_current_process_is_not_an_orphan() -> None:

@@ -8,7 +8,7 @@ from controller.workflow.diagnostics import Diagnostic
 from controller.workflow.lint import lint_text
 from controller.workflow.model import Workflow
 from controller.workflow.schema import TaskTypes
-from wf_support import PLUGIN_TYPES, Lint
+from tests.workflow.wf_support import PLUGIN_TYPES, Lint
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from wf_support import Lint
+from tests.workflow.wf_support import Lint
 from controller.workflow.dag import edges, find_cycle, topo_order
 
 DAGS: list[tuple[str, str, dict[str, tuple[str, ...]]]] = [

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from wf_support import PLUGIN_TYPES, Lint
+from tests.workflow.wf_support import PLUGIN_TYPES, Lint
 from controller.workflow.lint import lint_paths, lint_text
 from controller.workflow.units import DURATION_PATTERN, SIZE_PATTERN, parse_duration, parse_size
 

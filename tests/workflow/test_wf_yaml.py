@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wf_support import Lint
+from tests.workflow.wf_support import Lint
 from controller.workflow.load import load
 
 HEAD = "workflow:\n  name: w\n"
