@@ -156,6 +156,16 @@ class Controller:
             time.sleep(0.1)
         raise SystemExit("the controller did not answer /healthz within 30 s")
 
+    def cpu_s(self) -> float:
+        """The controller process's own CPU time (user + system; git children not included)."""
+        if self.proc is None:
+            return 0.0
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
@@ -233,7 +243,9 @@ def bench_webhooks(ctl: Controller, engine: sa.Engine, body: bytes, n: int, conc
         return False
     prefix = f"bench-{uuid.uuid4().hex[:8]}-"
     ids = [f"{prefix}{i}" for i in range(n)]
+    server_cpu, client_cpu = ctl.cpu_s(), time.process_time()
     counts, lat, wall = send_all(url, body, ids, concurrency)
+    server_cpu, client_cpu = ctl.cpu_s() - server_cpu, time.process_time() - client_cpu
     sent_done = time.time()
     drained = wait_drained(engine, 120)
     drain_wait = time.time() - sent_done
@@ -268,6 +280,8 @@ def bench_webhooks(ctl: Controller, engine: sa.Engine, body: bytes, n: int, conc
           f"{ {k: v for k, v in counts.items() if k != 'accepted'} or 'none'}")
     print(f"  latency p50 {statistics.median(ms):.1f} ms   p90 {percentile(ms, 90):.1f} ms   "
           f"p99 {percentile(ms, 99):.1f} ms   max {max(ms):.1f} ms")
+    print(f"  CPU during the send: controller {server_cpu:.1f}s ({server_cpu / max(accepted, 1) * 1000:.2f} ms a "
+          f"delivery, intake worker included), bench clients {client_cpu:.1f}s, wall {wall:.1f}s x {os.cpu_count()} cores")
     print(f"  intake worker: {len(rows)} rows, {states}, drained {drain_wait:.2f}s after the last send; "
           f"{worker_rate:.0f} processed/s (first received -> last processed)")
     print(f"  processed note: {sample!r}")

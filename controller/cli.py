@@ -101,24 +101,43 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
     from runner import owner
 
-    store = _open_store(Settings.from_env())
-    store.reap_orphans(owner.is_orphan)
-    repo = None if args.all else _current_repo()
-    rows = store.list_runs(limit=args.limit, repo=repo)
-    if not rows:
-        where = f" of {repo} (`clarity runs --all` shows every repository's)" if repo else ""
-        print(f"no runs yet{where}: start one with `clarity run`")
-        return EXIT_OK
-    if repo:
-        print(f"runs of {repo}")
+    controller = _controller_url(args)
+    if controller:
+        from controller.cli_server import remote_call
+
+        params = {"limit": args.limit}
+        rows = remote_call(args, "GET", "/api/v1/runs", params=params)["runs"]
+        repo = None
+        if not rows:
+            print(f"no runs yet on {controller}")
+            return EXIT_OK
+        print(f"runs on {controller}")
+    else:
+        store = _open_store(Settings.from_env())
+        store.reap_orphans(owner.is_orphan)
+        repo = None if args.all else _current_repo()
+        rows = [{"id": r.id, "state": r.state, "workflow": r.workflow, "commit_sha": r.commit_sha, "dirty": r.dirty,
+                 "event": r.event, "duration_s": r.duration_s, "created_at": r.created_at, "repo": r.repo}
+                for r in store.list_runs(limit=args.limit, repo=repo)]
+        if not rows:
+            where = f" of {repo} (`clarity runs --all` shows every repository's)" if repo else ""
+            print(f"no runs yet{where}: start one with `clarity run`")
+            return EXIT_OK
+        if repo:
+            print(f"runs of {repo}")
     print(f"{'RUN':>5}  {'STATE':<10}  {'WORKFLOW':<24}  {'COMMIT':<9}  {'EVENT':<12}  {'TIME':>7}  {'STARTED':<19}"
           + ("  REPOSITORY" if repo is None else ""))
     for r in rows:
-        commit = (r.commit_sha or "")[:8] + ("+" if r.dirty else "")
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.created_at))
-        print(f"{r.id:>5}  {r.state:<10}  {r.workflow[:24]:<24}  {commit:<9}  {r.event:<12}  "
-              f"{fmt_duration(r.duration_s):>7}  {started:<19}" + (f"  {r.repo}" if repo is None else ""))
+        commit = (r["commit_sha"] or "")[:8] + ("+" if r["dirty"] else "")
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created_at"]))
+        print(f"{r['id']:>5}  {r['state']:<10}  {r['workflow'][:24]:<24}  {commit:<9}  {r['event']:<12}  "
+              f"{fmt_duration(r['duration_s']):>7}  {started:<19}" + (f"  {r['repo']}" if repo is None else ""))
     return EXIT_OK
+
+
+def _controller_url(args: argparse.Namespace) -> str | None:
+    """A controller to ask instead of this machine's database: --controller, or CLARITY_CONTROLLER."""
+    return getattr(args, "controller", None) or os.environ.get("CLARITY_CONTROLLER") or None
 
 
 def _current_repo() -> str | None:
@@ -135,16 +154,28 @@ def _cmd_logs(args: argparse.Namespace) -> int:
     from controller.console import printable
     from controller.store.runs import NotFound
 
-    store = _open_store(Settings.from_env())
-    try:
-        run = store.get_run(args.run)
-    except NotFound:
-        raise UserError(f"no run {args.run} (see `clarity runs`)") from None
-    tasks = [t.name for t in store.list_tasks(run.id)]
-    if args.task is not None and args.task not in tasks:
-        raise UserError(f"run {run.id} has no task '{args.task}' (its tasks: {', '.join(tasks)})")
+    if _controller_url(args):
+        from controller.cli_server import remote_call
+
+        run_json = remote_call(args, "GET", f"/api/v1/runs/{args.run}")
+        tasks = [t["name"] for t in run_json["tasks"]]
+        if args.task is not None and args.task not in tasks:
+            raise UserError(f"run {args.run} has no task '{args.task}' (its tasks: {', '.join(tasks)})")
+        params = {"task": args.task} if args.task else None
+        lines = [(x["task"], x["ts"], x["line"])
+                 for x in remote_call(args, "GET", f"/api/v1/runs/{args.run}/logs", params=params)["lines"]]
+    else:
+        store = _open_store(Settings.from_env())
+        try:
+            run = store.get_run(args.run)
+        except NotFound:
+            raise UserError(f"no run {args.run} (see `clarity runs`)") from None
+        tasks = [t.name for t in store.list_tasks(run.id)]
+        if args.task is not None and args.task not in tasks:
+            raise UserError(f"run {run.id} has no task '{args.task}' (its tasks: {', '.join(tasks)})")
+        lines = store.logs(run.id, args.task)
     width = max((len(t) for t in tasks), default=4)
-    for task, _ts, line in store.logs(run.id, args.task):
+    for task, _ts, line in lines:
         line = printable(line)
         print(line if args.task else f"{task.ljust(width)} │ {line}")
     return EXIT_OK
@@ -186,6 +217,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous_term)
 
 
+def _remote_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--controller", metavar="URL",
+                   help="ask a running controller (default: CLARITY_CONTROLLER; without either: this machine's runs)")
+    p.add_argument("--api-key", metavar="KEY", help="API key (default: CLARITY_API_KEY, or the key `clarity up` saved)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="clarity", description="Git-native CI: run the workflows in .clarity/*.yaml.")
     p.add_argument("--version", action="version", version=f"clarity {__version__}")
@@ -215,11 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="list past runs (of the repository you are in; --all for every one)")
     runs.add_argument("--limit", type=int, default=20)
     runs.add_argument("--all", action="store_true", help="runs of every repository, with a REPOSITORY column")
+    _remote_options(runs)
     runs.set_defaults(func=_cmd_runs)
 
     logs = sub.add_parser("logs", help="print the logs of a past run")
     logs.add_argument("run", type=int, metavar="RUN")
     logs.add_argument("task", nargs="?", metavar="TASK")
+    _remote_options(logs)
     logs.set_defaults(func=_cmd_logs)
 
     from controller.cli_server import add_commands

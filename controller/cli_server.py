@@ -113,6 +113,11 @@ def _client(args: argparse.Namespace) -> Client:
                   find_key(settings.home, args.api_key))
 
 
+def remote_call(args: argparse.Namespace, method: str, path: str, body: Any = None,
+                params: dict[str, Any] | None = None) -> Any:
+    return _call(args, method, path, body, params)
+
+
 def _call(args: argparse.Namespace, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
     from controller.client import ClientError
 

@@ -173,6 +173,11 @@ def test_signed_github_push_runs_in_docker(controller: Controller, served: tuple
         assert f"hello from main at {after[:8]}" in lines and "v2" in lines
         runs = api.get("/api/v1/runs").json()["runs"]
         assert sum(1 for r in runs if r["commit_sha"] == after) == 1
+    listed = controller.clarity("runs")  # the command line, through the API
+    assert listed.returncode == 0 and f"runs on {controller.url}" in listed.stdout
+    assert any(line.split()[:2] == [str(run["id"]), "succeeded"] for line in listed.stdout.splitlines())
+    shown = controller.clarity("logs", str(run["id"]), "hello")
+    assert shown.returncode == 0 and f"hello from main at {after[:8]}" in shown.stdout.splitlines()
 
     bad = httpx.post(f"{controller.url}/api/v1/hooks/github", content=body,
                      headers={**headers, "X-Hub-Signature-256": "sha256=" + "0" * 64,
