@@ -10,6 +10,7 @@ and the poller, makes one run.
 from __future__ import annotations
 
 import subprocess
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
@@ -23,11 +24,14 @@ from controller.triggers.events import PullRequestEvent, PushEvent, is_zero_sha
 from controller.triggers.manual import resolve_inputs
 from controller.triggers.match import skip_ci, why_not
 from controller.workflow.compile import GitInfo
+from controller.workflow.diagnostics import Diagnostic
 from controller.workflow.lint import lint_text
+from controller.workflow.model import Workflow
 from runner.spec import Workspace
 from runner.workspace import WorkspaceCache, WorkspaceError
 
 WORKFLOW_DIR = ".clarity"
+LINT_CACHE = 256
 log = structlog.get_logger("clarity.starter")
 
 
@@ -52,6 +56,8 @@ def _git(mirror: Path, *args: str) -> str:
 class Starter:
     def __init__(self, scheduler: Scheduler, mirrors: WorkspaceCache) -> None:
         self.scheduler, self.mirrors = scheduler, mirrors
+        self._linted: dict[tuple[str, str], tuple[Workflow | None, list[Diagnostic]]] = {}
+        self._lint_lock = threading.Lock()
 
     def push(self, repo: RepoRow, event: PushEvent, *, source: Mapping[str, object]) -> Outcome:
         if event.deleted or is_zero_sha(event.after):
@@ -129,7 +135,7 @@ class Starter:
             blob = _git(mirror, "rev-parse", f"{sha}:{path}").strip()
             text = _git(mirror, "cat-file", "blob", blob)
             dedupe = f"{repo.id}:{kind}:{ref}:{sha}:{path}" if once else None
-            wf, diagnostics = lint_text(text, path)
+            wf, diagnostics = self._lint(blob, path, text)
             errors = [d for d in diagnostics if d.severity == "error"]
             if wf is None or errors:  # a failed run that carries the lint messages: the author sees why
                 if not self._seen(dedupe):
@@ -164,6 +170,19 @@ class Starter:
             log.info("run created", run=run_id, repo=repo.name, workflow=path, sha=sha, kind=kind)
             self.scheduler.start(run_id)
             result.runs.append(run_id)
+        return result
+
+    def _lint(self, blob: str, path: str, text: str) -> tuple[Workflow | None, list[Diagnostic]]:
+        """Lint once per (blob, path): many events arrive for commits that share a workflow file."""
+        key = (blob, path)
+        with self._lint_lock:
+            if key in self._linted:
+                return self._linted[key]
+        result = lint_text(text, path)
+        with self._lint_lock:
+            if len(self._linted) >= LINT_CACHE:
+                self._linted.pop(next(iter(self._linted)))
+            self._linted[key] = result
         return result
 
     def _seen(self, dedupe: str | None) -> bool:

@@ -103,6 +103,7 @@ def _v2_controller(conn: sa.Connection) -> None:
         sa.Column("received_at", sa.Float, nullable=False),
         sa.Column("processed_at", sa.Float),
         sa.UniqueConstraint("forge", "delivery_id", name="uq_deliveries_forge_id"),
+        sa.Index("ix_deliveries_state", "state", "id"),
     )
     sa.Table(
         "api_keys", m,

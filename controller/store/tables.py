@@ -50,6 +50,7 @@ deliveries = sa.Table(
     sa.Column("received_at", sa.Float, nullable=False),
     sa.Column("processed_at", sa.Float),
     sa.UniqueConstraint("forge", "delivery_id", name="uq_deliveries_forge_id"),
+    sa.Index("ix_deliveries_state", "state", "id"),  # the intake worker's claim: not a scan of payloads
 )
 
 api_keys = sa.Table(
