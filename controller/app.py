@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("clarity.app")
 
+SHUTDOWN_GRACE_S = 10.0
+"""On stop, running tasks of the built-in runner get this long; then they are stopped and run
+again when the controller is back."""
+
 
 class Loop:
     """Call `tick` every `interval_s` seconds in a thread until stopped; a failing tick is logged
@@ -76,7 +80,13 @@ def create_app(settings: Settings, *, builtin_runner: bool = False) -> Starlette
         if builtin_runner:
             agent = _builtin_runner(services, metrics)
             agent.start()
-            stoppers.append(agent.stop)
+
+            def stop_agent() -> None:
+                if agent.running:
+                    log.info("stopping: waiting for running tasks", tasks=agent.running, up_to_s=SHUTDOWN_GRACE_S)
+                agent.stop(grace_s=SHUTDOWN_GRACE_S)
+
+            stoppers.append(stop_agent)
         log.info("controller ready", host=settings.host, port=settings.port, database=_safe_url(settings))
         try:
             yield

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from controller.store.repos import ApiKeys
 
 DEFAULT_CONTROLLER = "http://127.0.0.1:8080"
+URL_FILE = "controller-url"  # in CLARITY_HOME: where the last `clarity up`/`controller` listens
 
 
 def _user_error(message: str) -> Exception:
@@ -27,6 +28,8 @@ def _user_error(message: str) -> Exception:
 
 
 def _check_port(host: str, port: int) -> None:
+    if not 1 <= port <= 65535:
+        raise _user_error(f"--port {port}: a port is a number from 1 to 65535")
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -57,6 +60,9 @@ def _serve(args: argparse.Namespace, builtin_runner: bool) -> int:
             f.write(secret + "\n")
         print(f"clarity: made the first admin API key, saved to {path} (the CLI on this machine uses it):\n"
               f"  {secret}", file=sys.stderr)
+    url_file = settings.home / URL_FILE  # so the CLI on this machine finds it without --controller
+    url_file.parent.mkdir(parents=True, exist_ok=True)
+    url_file.write_text(f"http://{'127.0.0.1' if settings.host in ('0.0.0.0', '::') else settings.host}:{settings.port}\n")
     print(f"clarity: controller on http://{settings.host}:{settings.port} "
           f"({'with' if builtin_runner else 'without'} the built-in runner; API docs: /api/v1/docs)", file=sys.stderr)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
@@ -109,8 +115,10 @@ def _client(args: argparse.Namespace) -> Client:
     from controller.client import Client, find_key
 
     settings = Settings.from_env()
-    return Client(args.controller or os.environ.get("CLARITY_CONTROLLER") or DEFAULT_CONTROLLER,
-                  find_key(settings.home, args.api_key))
+    saved = settings.home / URL_FILE
+    url = (args.controller or os.environ.get("CLARITY_CONTROLLER")
+           or (saved.read_text().strip() if saved.exists() else DEFAULT_CONTROLLER))
+    return Client(url, find_key(settings.home, args.api_key))
 
 
 def remote_call(args: argparse.Namespace, method: str, path: str, body: Any = None,

@@ -28,7 +28,7 @@ from controller.workflow.diagnostics import Diagnostic
 from controller.workflow.lint import lint_text
 from controller.workflow.model import Workflow
 from runner.spec import Workspace
-from runner.workspace import WorkspaceCache, WorkspaceError
+from runner.workspace import WorkspaceCache, WorkspaceError, git_reason
 
 WORKFLOW_DIR = ".clarity"
 LINT_CACHE = 256
@@ -49,7 +49,7 @@ def _git(mirror: Path, *args: str) -> str:
     proc = subprocess.run(["git", "--git-dir", str(mirror), *args], capture_output=True, text=True,
                           env={"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin:/usr/local/bin"})
     if proc.returncode != 0:
-        raise StartError(f"git {args[0]} failed: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}")
+        raise StartError(f"git {args[0]} failed: {git_reason(proc.stderr, proc.returncode)}")
     return proc.stdout
 
 

@@ -91,6 +91,9 @@ class Agent:
     heartbeat_s: float = LEASE_S / 3
     log_flush_s: float = 0.25
     _stop: threading.Event = field(default_factory=threading.Event)
+    _abandon: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _cancels: set[threading.Event] = field(default_factory=set)
     _threads: list[threading.Thread] = field(default_factory=list)
     _cleanups: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="cleanup"))
@@ -101,14 +104,30 @@ class Agent:
             t.start()
             self._threads.append(t)
 
-    def stop(self, timeout_s: float | None = None) -> None:
-        """Take no new task; wait for the current ones, then for their clean-up."""
+    @property
+    def running(self) -> int:
+        with self._lock:
+            return len(self._cancels)
+
+    def stop(self, grace_s: float | None = None) -> None:
+        """Take no new task; let the current ones finish for `grace_s` seconds (None: as long as
+        they take). Past that, they are stopped and handed back unreported: their leases expire
+        and the controller queues them again."""
         self._stop.set()
         wake = getattr(self.peer, "wake", None)  # an in-process peer can end a long poll at once
         if wake is not None:
             wake()
+        deadline = None if grace_s is None else time.monotonic() + grace_s
         for t in self._threads:
-            t.join(timeout_s)
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in self._threads):
+            log.warning("%d task(s) still running after %ss: stopping them; they will run again", self.running, grace_s)
+            self._abandon.set()
+            with self._lock:
+                for cancel in self._cancels:
+                    cancel.set()
+            for t in self._threads:
+                t.join(60)
         self._cleanups.shutdown(wait=True)
 
     def _slot(self) -> None:
@@ -128,6 +147,15 @@ class Agent:
 
     def _run(self, lease: Lease) -> None:
         cancel = threading.Event()
+        with self._lock:
+            self._cancels.add(cancel)
+        try:
+            self._run_with(lease, cancel)
+        finally:
+            with self._lock:
+                self._cancels.discard(cancel)
+
+    def _run_with(self, lease: Lease, cancel: threading.Event) -> None:
         lost = threading.Event()
         done = threading.Event()
         sender = _LogSender(self.peer, lease.lease_id, self.log_flush_s)
@@ -162,6 +190,8 @@ class Agent:
             sender.close()
         if lost.is_set():
             log.warning("lease of %s/%s was lost; its result is dropped", lease.spec.run_id, lease.spec.task)
+            return
+        if self._abandon.is_set():  # handed back: the lease expires and the task is queued again
             return
         self._report(lease, result)
 

@@ -146,11 +146,21 @@ def _run(args: tuple[str, ...], env: dict[str, str] | None) -> subprocess.Comple
     )
 
 
+def git_reason(stderr: str, code: int) -> str:
+    """The line of git's complaint that says what went wrong (its first `fatal:`/`error:`), not
+    the advice that follows it."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        for prefix in ("fatal: ", "error: "):
+            if line.startswith(prefix):
+                return line.removeprefix(prefix)
+    return lines[0] if lines else f"git exited with {code}"
+
+
 def _git(*args: str, what: str, env: dict[str, str] | None = None) -> str:
     proc = _run(args, env)
     if proc.returncode != 0:
-        detail = proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
-        raise WorkspaceError(f"{what}: {detail[0]}")
+        raise WorkspaceError(f"{what}: {git_reason(proc.stderr, proc.returncode)}")
     return proc.stdout
 
 

@@ -96,6 +96,9 @@ def handle(services: Services, store: Deliveries, name: str, headers: Mapping[st
         # Before verification, so nothing from the payload is trusted or stored.
         return error(404, f"no repository {delivery.repo!r} is registered in Clarity: add it with the "
                           f"webhook's secret", "unknown_repo")
+    if repo.forge not in (name, "generic"):
+        return error(400, f"{repo.name} is registered as a {repo.forge} repository, but this delivery came to "
+                          f"the {name} endpoint: use /api/v1/hooks/{repo.forge}", "wrong_forge")
     try:
         forge.verify(headers, body, repo.webhook_secret)
     except HookError as exc:

@@ -12,7 +12,7 @@ from controller.services import Services
 from controller.store.repos import FORGES
 from controller.workflow.units import parse_duration
 
-NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+NAME = re.compile(r"(?!\.{1,2}/)[A-Za-z0-9_.-]+/(?!\.{1,2}$)[A-Za-z0-9_.-]+")  # no "." or ".." part
 
 REPO_BODY = {
     "type": "object", "required": ["name", "url"], "additionalProperties": False,

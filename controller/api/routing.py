@@ -46,7 +46,10 @@ class Call:
         return Fields(self.body)
 
     def param(self, name: str) -> Any:
-        return self.request.path_params[name]
+        value = self.request.path_params[name]
+        if isinstance(value, int) and not 0 <= value < 2**63:  # no such row can exist
+            raise LookupError(f"no {name} {value}")
+        return value
 
     @property
     def by(self) -> str:

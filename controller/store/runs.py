@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -75,7 +76,10 @@ def open_engine(url: str) -> sa.Engine:
     if url.startswith(("postgresql://", "postgres://")):  # the driver Clarity installs: psycopg 3
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.exists():  # it holds webhook secrets: readable by its owner only
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 
         @sa.event.listens_for(engine, "connect")
@@ -183,7 +187,8 @@ class Store:
             open_runs = conn.execute(
                 sa.select(tables.runs.c.id, tables.runs.c.owner).where(tables.runs.c.state.in_(("queued", "running")))
             ).all()
-            reaped = [r.id for r in open_runs if is_orphan(r.owner)]
+            # Runs without an owner belong to a controller, which resumes them itself.
+            reaped = [r.id for r in open_runs if r.owner is not None and is_orphan(r.owner)]
             if reaped:
                 now = time.time()
                 conn.execute(tables.runs.update().where(tables.runs.c.id.in_(reaped))

@@ -200,6 +200,8 @@ def test_reap_orphans_only_touches_dead_owners(tmp_path: Path) -> None:
     store = Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
     common = dict(repo="r", workflow="w", workflow_file="f", blob_sha=None, commit_sha=None, ref=None,
                   event="push", dirty=False, trigger={}, tasks=[("a", "img"), ("b", "img")])
+    controllers = store.create_run(owner=None, **common)  # type: ignore[arg-type]
+    store.set_run_state(controllers, "running")  # a controller's run: `clarity runs` once canceled it
     dead = store.create_run(owner="dead", **common)  # type: ignore[arg-type]
     alive = store.create_run(owner="alive", **common)  # type: ignore[arg-type]
     done = store.create_run(owner="dead", **common)  # type: ignore[arg-type]
@@ -207,7 +209,8 @@ def test_reap_orphans_only_touches_dead_owners(tmp_path: Path) -> None:
     store.set_run_state(alive, "running")
     store.set_run_state(done, "succeeded")
     store.update_task(dead, "a", state="succeeded")
-    assert store.reap_orphans(lambda owner: owner == "dead") == [dead]
+    assert store.reap_orphans(lambda owner: owner in ("dead", None)) == [dead]
+    assert store.get_run(controllers).state == "running"
     assert [store.get_run(i).state for i in (dead, alive, done)] == ["canceled", "running", "succeeded"]
     assert {t.name: t.state for t in store.list_tasks(dead)} == {"a": "succeeded", "b": "canceled"}
 
@@ -221,3 +224,77 @@ def test_clock_style_timeout_hint_leads_to_a_valid_duration() -> None:
     assert [(d.severity, d.hint) for d in diags] == [("warning", "write the duration with units, e.g. 1m30s")]
     fixed, diags = lint_text(text.replace("1:30", "1m30s"), "t.yaml")
     assert diags == [] and fixed is not None and fixed.tasks[0].timeout_s == 90
+
+
+def test_port_out_of_range_is_a_clear_error(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["up", "--port", "99999"]) == 2
+    err = capsys.readouterr().err
+    assert "--port 99999: a port is a number from 1 to 65535" in err and "Traceback" not in err
+
+
+def test_database_file_is_private(tmp_path: Path) -> None:
+    # It holds webhook secrets.
+    Store.open(f"sqlite:///{tmp_path / 'new' / 'clarity.db'}")
+    assert (tmp_path / "new" / "clarity.db").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "new").stat().st_mode & 0o777 == 0o700
+
+
+def test_cli_finds_the_controller_clarity_up_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from controller.cli_server import URL_FILE, _client
+
+    monkeypatch.delenv("CLARITY_CONTROLLER", raising=False)
+    home = Path(Settings.from_env().home)
+    home.mkdir(parents=True, exist_ok=True)
+    (home / URL_FILE).write_text("http://127.0.0.1:8731\n")
+    assert _client(argparse.Namespace(controller=None, api_key="k")).base_url == "http://127.0.0.1:8731"
+    assert _client(argparse.Namespace(controller="http://h:1", api_key="k")).base_url == "http://h:1"
+
+
+def test_agent_hands_back_tasks_still_running_after_the_grace(tmp_path: Path) -> None:
+    # Stopping `clarity up` used to wait silently for every running task, however long.
+    import threading
+    import time
+
+    from runner.agent import Agent
+    from runner.backends.fake import FakeBackend
+    from runner.protocol import Beat, Lease
+    from runner.spec import TaskSpec
+    from runner.workspace import WorkspaceCache
+
+    finished: list[object] = []
+    handed = threading.Event()
+    src = tmp_path / "src"
+    src.mkdir()
+
+    class Peer:
+        def lease(self, runner, labels, wait_s):  # type: ignore[no-untyped-def]
+            if handed.is_set():
+                time.sleep(min(wait_s, 0.05))
+                return None
+            handed.set()
+            from runner.spec import Workspace
+            spec = TaskSpec(run_id="1", task="t", image="x", argv=("sleep", "30"),
+                            workspace=Workspace(repo=str(src), dirty_path=str(src)))
+            return Lease("lease-1", spec, time.time() + 30)
+
+        def heartbeat(self, lease_id):  # type: ignore[no-untyped-def]
+            return Beat(time.time() + 30)
+
+        def logs(self, lease_id, lines):  # type: ignore[no-untyped-def]
+            pass
+
+        def finish(self, lease_id, result):  # type: ignore[no-untyped-def]
+            finished.append(result)
+
+    agent = Agent(Peer(), FakeBackend(), tmp_path / "work", WorkspaceCache(tmp_path / "c"), slots=1, poll_s=0.05)
+    agent.start()
+    assert handed.wait(5)
+    time.sleep(0.3)
+    assert agent.running == 1
+    started = time.monotonic()
+    agent.stop(grace_s=0.5)
+    assert time.monotonic() - started < 10
+    assert finished == []  # handed back unreported: its lease expires and it is queued again
+    assert agent.running == 0

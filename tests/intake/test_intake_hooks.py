@@ -275,3 +275,17 @@ def test_gitea_secret_in_the_body_is_not_kept(client: TestClient, services: Serv
 
 def test_only_post(client: TestClient) -> None:
     assert client.get(URL.format("github")).status_code == 405
+
+
+def test_delivery_at_another_forges_endpoint_is_refused(client: TestClient, services: Services, deliveries: Deliveries,
+                                                        local: tuple[GitRepo, str, str]) -> None:
+    # A GitHub-format delivery for a repository registered as gitlab used to be accepted.
+    register(services, "Codertocat/Hello-World", local[0], forge="gitlab")
+    body = fixture("github/push-branch.json")
+    answer = client.post(URL.format("github"), content=body, headers=signed("github", body, "push", "d-wrong"))
+    assert answer.status_code == 400
+    assert answer.json()["error"] == {
+        "code": "wrong_forge",
+        "message": "Codertocat/Hello-World is registered as a gitlab repository, but this delivery came to the "
+                   "github endpoint: use /api/v1/hooks/gitlab"}
+    assert deliveries.recent() == []
