@@ -243,7 +243,8 @@ class Scheduler:
             log.info("task finished", run=run_id, task=item.task, attempt=item.attempt, outcome=result.outcome.value,
                      runner=item.lease_owner, error=result.error)
             if task is not None and not canceling and self._should_retry(task, result, item.attempt):
-                self.store.update_task(run_id, item.task, state="pending", error=result.error)
+                self.store.update_task(run_id, item.task, state="pending", error=result.error,
+                                       exit_code=result.exit_code)
                 listener = self._listeners.get(run_id)
                 if listener is not None:
                     listener.task_finished(item.task, result, True)
@@ -335,6 +336,12 @@ class Scheduler:
             return 0
         from controller.store import tables
 
+        if attempt > 1:  # the attempts' lines follow one another in the log: mark where one starts
+            row = rows[name]
+            why = loaded.masker.mask(row.error) if row.error else (
+                f"exit code {row.exit_code}" if row.exit_code is not None else "")
+            note = f"[clarity] attempt {attempt}" + (f" (the previous one: {why})" if why else "")
+            self.store.append_logs(run_id, name, [(time.time(), note)])
         with self.store.engine.begin() as conn:
             moved = conn.execute(
                 tables.tasks.update()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from controller.api import openapi, ops, queue, repos, runner, runs
+from controller.api import deliveries, openapi, ops, queue, repos, runner, runs
 from controller.api.errors import exception_handlers
 from controller.api.metrics import Metrics
 from controller.services import Services
@@ -26,5 +26,6 @@ def routes(services: Services, metrics: Metrics | None = None) -> list[BaseRoute
         *repos.routes(services),
         *runs.routes(services),
         *queue.routes(services),
+        *deliveries.routes(services),
         *runner.routes(services, metrics),
     ]

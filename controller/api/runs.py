@@ -45,6 +45,9 @@ def task_json(task: TaskRow) -> dict[str, Any]:
     }
 
 
+RUN_STATES = ("queued", "running", "canceling", "succeeded", "failed", "errored", "canceled")
+
+
 def query_runs(store: Store, *, repo: str | None, state: str | None, before: int | None, limit: int) -> list[RunRow]:
     r = tables.runs
     query = sa.select(r).order_by(r.c.id.desc()).limit(limit)
@@ -64,8 +67,11 @@ def list_runs(call: Call) -> Response:
     limit = query_int(call.request, "limit", 50, low=1, high=MAX_LIMIT)
     before = query_int(call.request, "before", None, low=1)
     assert limit is not None
-    runs = query_runs(call.services.store, repo=q.get("repo") or None, state=q.get("state") or None,
-                      before=before, limit=limit)
+    state = q.get("state") or None
+    if state is not None and state not in RUN_STATES:
+        raise BadRequest(f"query parameter 'state' must be one of {', '.join(RUN_STATES)}, got {state!r}",
+                         code="invalid_query")
+    runs = query_runs(call.services.store, repo=q.get("repo") or None, state=state, before=before, limit=limit)
     page: dict[str, Any] = {"runs": [run_json(r) for r in runs]}
     page["next_before"] = runs[-1].id if len(runs) == limit else None
     return reply(page)

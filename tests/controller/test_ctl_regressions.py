@@ -298,3 +298,17 @@ def test_agent_hands_back_tasks_still_running_after_the_grace(tmp_path: Path) ->
     assert time.monotonic() - started < 10
     assert finished == []  # handed back unreported: its lease expires and it is queued again
     assert agent.running == 0
+
+
+def test_each_attempt_is_marked_in_the_log(harness) -> None:  # type: ignore[no-untyped-def]
+    # After a retry, the attempts' lines used to run together with nothing between them.
+    run = harness.run("""\
+workflow:
+  name: r
+  tasks:
+    - {name: a, image: x, retries: 1, commands: ["echo try $CLARITY_ATTEMPT", "test $CLARITY_ATTEMPT -ge 2"]}
+""")
+    assert run.tasks["a"].state == "succeeded"
+    logs = run.logs("a")
+    marker = logs.index("[clarity] attempt 2 (the previous one: exit code 1)")
+    assert logs.index("try 1") < marker < logs.index("try 2")
