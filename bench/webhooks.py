@@ -48,7 +48,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runner.client import HttpPeer  # noqa: E402
+from runner.client import HttpPeer, register  # noqa: E402
 from runner.spec import Outcome, TaskResult  # noqa: E402
 
 FIXTURE = Path("/work/shared/fixtures/webhooks/github/push-branch.json")
@@ -298,7 +298,11 @@ def bench_webhooks(ctl: Controller, engine: sa.Engine, body: bytes, n: int, conc
 
 
 def bench_queue_wait(ctl: Controller, engine: sa.Engine, key: str, runs: int) -> bool:
-    peer = HttpPeer(ctl.base, key, timeout=10)
+    made = httpx.post(f"{ctl.base}/api/v1/runner-tokens", json={}, headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    made.raise_for_status()  # a runner authenticates with its own credential, not an API key
+    credential = register(ctl.base, made.json()["token"], name="bench-http-runner", labels=[], capacity=1,
+                          version=None)["credential"]
+    peer = HttpPeer(ctl.base, str(credential), timeout=10)
     leased = threading.Semaphore(0)
     stop = threading.Event()
     leased_runs: list[str] = []

@@ -16,6 +16,7 @@ from types import FrameType
 from typing import Sequence
 
 from controller import __version__
+from controller.errors import UserError
 from controller.settings import Settings, SettingsError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELED = 0, 1, 2, 130
@@ -23,9 +24,6 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELED = 0, 1, 2, 130
 
 _SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
-
-class UserError(Exception):
-    """A mistake of the user's: printed as `clarity: error: ...`, never as a traceback."""
 
 
 def _parse_pairs(items: Sequence[str], what: str) -> dict[str, str]:
@@ -268,6 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["runner"]:  # a build machine's agent: nothing of the controller is loaded
+        from runner.main import main as runner_main
+
+        return runner_main(argv[1:])
     args = build_parser().parse_args(argv)
     import logging
 

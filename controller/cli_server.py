@@ -1,5 +1,6 @@
 """The `clarity` commands of the controller service: `up`, `controller`, `apikey`, and the ones that
-manage a running controller through its API (`repo`, `trigger`, `cancel`, `rerun`)."""
+manage a running controller through its API (`repo`, `trigger`, `cancel`, `rerun`, `runner-token`,
+`runners`). `clarity runner` (the agent) is `runner.main`, dispatched before any of this loads."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ URL_FILE = "controller-url"  # in CLARITY_HOME: where the last `clarity up`/`con
 
 
 def _user_error(message: str) -> Exception:
-    from controller.cli import UserError
+    from controller.errors import UserError
 
     return UserError(message)
 
@@ -192,6 +193,53 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ago(ts: float | None) -> str:
+    import time
+
+    if ts is None:
+        return "never"
+    s = max(0.0, time.time() - ts)
+    return f"{s:.0f}s ago" if s < 120 else (f"{s / 60:.0f}m ago" if s < 7200 else f"{s / 3600:.0f}h ago")
+
+
+def _cmd_runner_token(args: argparse.Namespace) -> int:
+    if args.action == "create":
+        body = {} if args.labels is None else {"labels": [x.strip() for x in args.labels.split(",") if x.strip()]}
+        token = _call(args, "POST", "/api/v1/runner-tokens", body)
+        print(token["token"])
+        labels = ",".join(token.get("labels") or ()) or "none (the runner's --labels)"
+        print(f"clarity: runner registration token {token['prefix']}… (labels: {labels}); it works once and is "
+              "shown only now:\n  clarity runner --controller URL --token TOKEN", file=sys.stderr)
+    elif args.action == "list":
+        tokens = _call(args, "GET", "/api/v1/runner-tokens")["tokens"]
+        print(f"{'PREFIX':<14}  {'STATE':<8}  {'USED BY':<20}  LABELS")
+        for t in tokens:
+            labels = ",".join(t.get("labels") or ()) or "-"
+            print(f"{t['prefix']:<14}  {t['state']:<8}  {t.get('used_by') or '-':<20}  {labels}")
+    else:
+        if not args.prefix:
+            raise _user_error("runner-token revoke needs the token's PREFIX (see `clarity runner-token list`)")
+        _call(args, "DELETE", f"/api/v1/runner-tokens/{args.prefix}")
+        print(f"revoked {args.prefix}")
+    return 0
+
+
+def _cmd_runners(args: argparse.Namespace) -> int:
+    if args.action == "list":
+        runners = _call(args, "GET", "/api/v1/runners")["runners"]
+        print(f"{'NAME':<20}  {'STATE':<8}  {'RUNNING':>7}  {'SEEN':<9}  {'VERSION':<8}  LABELS")
+        for r in runners:
+            state = "disabled" if r["disabled"] else ("online" if r.get("online") else "offline")
+            print(f"{r['name']:<20}  {state:<8}  {r.get('running', 0):>3}/{r['capacity']:<3}  "
+                  f"{_ago(r.get('last_seen_at')):<9}  {r.get('version') or '-':<8}  {','.join(r['labels']) or '-'}")
+        return 0
+    if not args.name:
+        raise _user_error(f"runners {args.action} needs the runner's NAME (see `clarity runners list`)")
+    _call(args, "POST", f"/api/v1/runners/{args.name}/{args.action}")
+    print(f"{args.action}d runner {args.name}")
+    return 0
+
+
 def _remote(p: argparse.ArgumentParser) -> None:
     p.add_argument("--controller", metavar="URL", help=f"the controller's URL (default: CLARITY_CONTROLLER or {DEFAULT_CONTROLLER})")
     p.add_argument("--api-key", metavar="KEY", help="API key (default: CLARITY_API_KEY, CLARITY_API_KEY_FILE, or the key `clarity up` saved)")
@@ -234,6 +282,19 @@ def add_commands(sub: Any) -> None:
     cancel.add_argument("run", type=int, metavar="RUN")
     _remote(cancel)
     cancel.set_defaults(func=_cmd_cancel)
+
+    token = sub.add_parser("runner-token", help="one-time tokens that register runner agents (clarity runner --token)")
+    token.add_argument("action", choices=["create", "list", "revoke"])
+    token.add_argument("prefix", nargs="?", metavar="PREFIX", help="the token to revoke")
+    token.add_argument("--labels", metavar="A,B", help="labels of a runner that registers without --labels")
+    _remote(token)
+    token.set_defaults(func=_cmd_runner_token)
+
+    runners = sub.add_parser("runners", help="runner agents registered with a running controller")
+    runners.add_argument("action", choices=["list", "disable", "enable"])
+    runners.add_argument("name", nargs="?", metavar="NAME")
+    _remote(runners)
+    runners.set_defaults(func=_cmd_runners)
 
     rerun = sub.add_parser("rerun", help="run a run again on the same commit (--failed: only what failed)")
     rerun.add_argument("run", type=int, metavar="RUN")

@@ -114,9 +114,13 @@ class RunLoadError(Exception):
 
 
 class Scheduler:
-    def __init__(self, store: Store, queue: Queue, secrets: SecretSource | None = None) -> None:
+    def __init__(self, store: Store, queue: Queue, secrets: SecretSource | None = None,
+                 can_take: Callable[[tuple[str, ...]], bool] | None = None) -> None:
         self.store, self.queue = store, queue
         self.secrets = secrets or (lambda run: {})
+        # Whether some enabled runner has all these labels (the runner registry's answer); None:
+        # not known, no note is written.
+        self.can_take = can_take
         self._loaded: dict[int, _Loaded] = {}
         self._locks: dict[int, threading.RLock] = {}
         self._locks_guard = threading.Lock()
@@ -150,10 +154,8 @@ class Scheduler:
             run = self.store.get_run(run_id)
             if run.state != "queued":
                 return
-            try:
-                loaded = self._load(run_id)
-            except RunLoadError as exc:
-                self._fail_run(run_id, str(exc))
+            loaded = self._load_or_fail(run_id)
+            if loaded is None:
                 return
             self.store.set_run_state(run_id, "running", started=True)
             log.info("run started", run=run_id, repo=run.repo, workflow=run.workflow_file, sha=run.commit_sha)
@@ -261,10 +263,8 @@ class Scheduler:
             run = self.store.get_run(run_id)
             if run.state not in ("running", "canceling"):
                 return
-            try:
-                loaded = self._load(run_id)
-            except RunLoadError as exc:
-                self._fail_run(run_id, str(exc))
+            loaded = self._load_or_fail(run_id)
+            if loaded is None:
                 return
             rows = {r.name: r for r in self.store.list_tasks(run_id)}
             blocked = self._blocked(loaded, rows)
@@ -342,6 +342,11 @@ class Scheduler:
                 f"exit code {row.exit_code}" if row.exit_code is not None else "")
             note = f"[clarity] attempt {attempt}" + (f" (the previous one: {why})" if why else "")
             self.store.append_logs(run_id, name, [(time.time(), note)])
+        labels = loaded.tasks[name].labels
+        if labels and self.can_take is not None and not self.can_take(labels):
+            # before the queue row: its log_offset must count this line (the runner's lines follow)
+            self.store.append_logs(run_id, name, [(time.time(), f"[clarity] waiting: no runner with labels "
+                                                                f"{','.join(labels)}")])
         with self.store.engine.begin() as conn:
             moved = conn.execute(
                 tables.tasks.update()
@@ -349,7 +354,7 @@ class Scheduler:
                 .values(state="queued", attempt=attempt)
             ).rowcount
             if moved == 1:  # another scheduler did not get there first
-                self.queue.enqueue(conn, run_id=run_id, task=name, attempt=attempt, spec=spec, labels=(),
+                self.queue.enqueue(conn, run_id=run_id, task=name, attempt=attempt, spec=spec, labels=labels,
                                    log_offset=self.store.max_seq(conn, run_id, name))
         return moved
 
@@ -399,6 +404,14 @@ class Scheduler:
     def _lock(self, run_id: int) -> threading.RLock:
         with self._locks_guard:
             return self._locks.setdefault(run_id, threading.RLock())
+
+    def _load_or_fail(self, run_id: int) -> _Loaded | None:
+        """The run, loaded; None (and the run errored, saying why) when it cannot be."""
+        try:
+            return self._load(run_id)
+        except RunLoadError as exc:
+            self._fail_run(run_id, str(exc))
+            return None
 
     def _load(self, run_id: int) -> _Loaded:
         if run_id in self._loaded:

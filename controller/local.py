@@ -162,6 +162,8 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
     # The built-in runner: the same agent loop as a remote runner, through the same protocol.
     agent = Agent(InProcessPeer(queue, scheduler), backend, settings.work_root, WorkspaceCache(settings.cache),
                   name=f"local-{owner.current()}", slots=settings.parallel, poll_s=0.5, heartbeat_s=0.5,
+                  # this machine stands in for every runner: it takes tasks whatever labels they ask for
+                  labels=sorted({label for wf, _s, _i in prepared for t in wf.tasks for label in t.labels}),
                   log_flush_s=0.05)
     # Many short-lived threads hand work to each other (scheduler, agent slots, log senders): a
     # shorter GIL switch interval than the default 5 ms cuts the hand-off latency between tasks.

@@ -9,6 +9,7 @@ from controller.settings import Settings
 from controller.starter import Starter
 from controller.store.queue import Queue
 from controller.store.repos import ApiKeys, Repos
+from controller.store.runners import Runners
 from controller.store.runs import Store
 from runner.workspace import WorkspaceCache
 
@@ -23,12 +24,14 @@ class Services:
     keys: ApiKeys
     mirrors: WorkspaceCache
     starter: Starter
+    runners: Runners
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
         store = Store.open(settings.database_url)
         queue = Queue(store.engine, lease_s=settings.lease_s)
-        scheduler = Scheduler(store, queue)
+        runners = Runners(store.engine)
+        scheduler = Scheduler(store, queue, can_take=runners.can_take)
         mirrors = WorkspaceCache(settings.cache)
         return cls(settings=settings, store=store, queue=queue, scheduler=scheduler, repos=Repos(store.engine),
-                   keys=ApiKeys(store.engine), mirrors=mirrors, starter=Starter(scheduler, mirrors))
+                   keys=ApiKeys(store.engine), mirrors=mirrors, starter=Starter(scheduler, mirrors), runners=runners)

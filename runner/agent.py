@@ -122,13 +122,18 @@ class Agent:
             t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         if any(t.is_alive() for t in self._threads):
             log.warning("%d task(s) still running after %ss: stopping them; they will run again", self.running, grace_s)
-            self._abandon.set()
-            with self._lock:
-                for cancel in self._cancels:
-                    cancel.set()
+            self.hand_back()
             for t in self._threads:
                 t.join(60)
         self._cleanups.shutdown(wait=True)
+
+    def hand_back(self) -> None:
+        """Stop the running tasks now, unreported: their leases expire and they run again elsewhere.
+        Safe from a signal handler, and while `stop` waits."""
+        self._abandon.set()
+        with self._lock:
+            for cancel in self._cancels:
+                cancel.set()
 
     def _slot(self) -> None:
         failures = 0
@@ -177,6 +182,7 @@ class Agent:
 
         watcher = threading.Thread(target=beat, daemon=True, name=f"beat-{lease.lease_id[:6]}")
         watcher.start()
+        log.info("task %s/%s (attempt %s) started", lease.spec.run_id, lease.spec.task, lease.spec.attempt)
         try:
             result = execute(lease.spec, self.backend, work_root=self.work_root, workspaces=self.workspaces,
                              on_log=sender, cancel=cancel, defer=self._defer)
@@ -204,6 +210,7 @@ class Agent:
                 time.sleep(delay)
             try:
                 self.peer.finish(lease.lease_id, result)
+                log.info("task %s/%s %s", lease.spec.run_id, lease.spec.task, result.outcome.value)
                 return
             except LeaseLost:
                 log.warning("lease of %s/%s was lost before its result was in", lease.spec.run_id, lease.spec.task)

@@ -1,6 +1,6 @@
 """The controller's REST API: `routes(services)` for the app, `exception_handlers()` beside them.
 
-One module per resource (repos, runs, queue, runner, ops, openapi); auth in `auth.py`, the
+One module per resource (repos, runs, queue, runner, runners, ops, openapi); auth in `auth.py`, the
 mapping of errors to HTTP in `errors.py`. The webhooks (`hooks.py`) are mounted by the app.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from controller.api import deliveries, openapi, ops, queue, repos, runner, runs
+from controller.api import deliveries, openapi, ops, queue, repos, runner, runners, runs
 from controller.api.errors import exception_handlers
 from controller.api.metrics import Metrics
 from controller.services import Services
@@ -28,4 +28,5 @@ def routes(services: Services, metrics: Metrics | None = None) -> list[BaseRoute
         *queue.routes(services),
         *deliveries.routes(services),
         *runner.routes(services, metrics),
+        *runners.routes(services),
     ]

@@ -3,38 +3,92 @@
 Each route is one verb of `runner.protocol.Peer`, with the same meaning and the same
 idempotence; `runner.client.HttpPeer` is the other end. Every request carries
 `Clarity-Protocol: 1`; a runner speaking another version is told so (400) instead of being
-misunderstood. `LeaseLost` is a 409 with code `lease_lost`. For now a runner authenticates with an
-admin API key.
+misunderstood. `LeaseLost` is a 409 with code `lease_lost`.
+
+A runner registers once (`register`: a one-time registration token for its own credential,
+`controller.store.runners`); every other call carries `Authorization: Bearer <credential>`. A bad,
+unknown or disabled runner's credential is a 401 (and a warning in the controller's log). A runner
+leases with the labels it registered with, under its registered name, and may act only on its own
+leases: a lease of another runner is, to it, a lost one (409), so it never sees that task's spec,
+secrets included.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from controller.api.body import Fields
-from controller.api.errors import BadRequest
+from controller.api.errors import BadRequest, Unauthorized
 from controller.api.metrics import Metrics
 from controller.api.routing import ApiRoute, Call, Doc, reply
 from controller.services import Services
-from runner.protocol import PROTOCOL_VERSION, Lease, LogLine
+from controller.store.queue import Item
+from controller.store.runners import Runner, Runners, TokenRefused
+from runner.protocol import PROTOCOL_VERSION, Lease, LeaseLost, LogLine
 from runner.spec import Outcome, TaskResult
 
 HEADER = "Clarity-Protocol"
+SUPPORTED = (PROTOCOL_VERSION,)
 MAX_WAIT_S = 30.0
 MAX_LINES = 10_000
+
+log = structlog.get_logger("clarity.api.runner")
+
+
+class RunnerUnauthorized(Unauthorized):
+    """A request of the runner protocol without a live runner credential."""
+
+
+class TokenUnauthorized(Unauthorized):
+    """A registration with a bad, revoked or used registration token."""
+
+    code = "invalid_token"
 
 
 def check_protocol(request: Request) -> None:
     sent = request.headers.get(HEADER)
+    versions = ", ".join(str(v) for v in SUPPORTED)
     if sent is None:
-        raise BadRequest(f"the runner protocol needs the header '{HEADER}: {PROTOCOL_VERSION}'", code="protocol_version")
-    if sent.strip() != str(PROTOCOL_VERSION):
-        raise BadRequest(f"this controller speaks runner protocol {PROTOCOL_VERSION}, the runner sent {sent!r}: "
-                         "run a runner of the controller's version", code="protocol_version")
+        raise BadRequest(f"the runner protocol needs the header '{HEADER}: {PROTOCOL_VERSION}' "
+                         f"(this controller supports runner protocol {versions})", code="protocol_version")
+    if sent.strip() not in {str(v) for v in SUPPORTED}:
+        raise BadRequest(f"this controller speaks runner protocol {versions}, the runner sent {sent!r}: "
+                         "upgrade the runner (or the controller) to the same Clarity version", code="protocol_version")
+
+
+def authenticate_runner(runners: Runners, request: Request) -> Runner:
+    """The enabled runner whose credential the request carries; RunnerUnauthorized (401, and a
+    warning in the log) otherwise."""
+    header = request.headers.get("authorization", "")
+    scheme, _, credential = header.partition(" ")
+    credential = credential.strip()
+    ip = request.client.host if request.client else None
+    if scheme.lower() != "bearer" or not credential:
+        log.warning("runner call without a credential", path=request.url.path, ip=ip)
+        raise RunnerUnauthorized("a runner credential is required: send 'Authorization: Bearer <credential>' "
+                                 "(register the runner with `clarity runner --token ...`)", invalid=bool(header))
+    runner = runners.check(credential)
+    if runner is None:
+        log.warning("runner credential refused", path=request.url.path, ip=ip, prefix=credential[:13])
+        raise RunnerUnauthorized("the runner credential is not valid (unknown, or the runner is disabled): "
+                                 "ask an admin (`clarity runners list`), or register again with a new token",
+                                 invalid=True)
+    runners.touch(runner, ip)
+    return runner
+
+
+def _own(item: Item, runner: Runner) -> Item:
+    """The item, if this runner holds its lease; to any other runner the lease is lost."""
+    if item.lease_owner != runner.name:
+        log.warning("runner acted on a lease it does not hold", runner=runner.name, lease_owner=item.lease_owner,
+                    run=item.run_id, task=item.task)
+        raise LeaseLost(f"lease {item.lease_id} is not held by runner {runner.name}")
+    return item
 
 
 def _optional(f: Fields, name: str, types: tuple[type, ...], expected: str) -> Any:
@@ -67,15 +121,50 @@ def parse_result(f: Fields) -> TaskResult:
 
 def routes(services: Services, metrics: Metrics) -> list[BaseRoute]:
     queue, scheduler = services.queue, services.scheduler
+    runners = Runners(services.store.engine)
+
+    def me(call: Call) -> Runner:
+        return authenticate_runner(runners, call.request)
+
+    def owned(runner: Runner, lease_id: str) -> Item:
+        return _own(queue.get(lease_id), runner)
+
+    def register(call: Call) -> Response:
+        """Trade a one-time registration token for the runner's own credential (shown once)."""
+        f = call.fields()
+        token = f.text("token")
+        name = f.text("name")
+        labels = f.texts("labels") if f.raw("labels", None) is not None else None
+        capacity = f.integer("capacity", 1, low=1)
+        version = _optional(f, "version", (str,), "a string or null")
+        f.done()
+        try:
+            runner, credential = runners.register(token, name, labels, capacity, version)
+        except TokenRefused as exc:
+            ip = call.request.client.host if call.request.client else None
+            log.warning("runner registration refused", name=name, ip=ip, reason=str(exc))
+            raise TokenUnauthorized(str(exc), invalid=True) from None
+        log.info("runner registered", runner=runner.name, labels=list(runner.labels), capacity=runner.capacity,
+                 version=runner.version)
+        return reply({"credential": credential, "runner": runner.public()}, 201)
+
+    def hello(call: Call) -> Response:
+        """Who the controller takes the runner for: its registration (name, labels, capacity)."""
+        runner = me(call)
+        call.fields().done()
+        return reply(runner.public())
 
     def lease(call: Call) -> Response:
-        """Lease one task whose labels the runner has; waits up to `wait_s` (204: nothing came)."""
+        """Lease one task whose labels are all among the runner's registered labels; waits up to
+        `wait_s` (204: nothing came). `runner` and `labels` of the body are ignored: the
+        controller knows who the runner is."""
+        runner = me(call)
         f = call.fields()
-        runner = f.text("runner")
-        labels = f.texts("labels")
+        f.raw("runner", None)
+        f.texts("labels")
         wait_s = f.number("wait_s", 0.0, low=0, high=MAX_WAIT_S)
         f.done()
-        item = queue.lease(runner, labels, wait_s)
+        item = queue.lease(runner.name, runner.labels, wait_s)
         if item is None:
             return Response(status_code=204)
         scheduler.leased(item)
@@ -85,14 +174,17 @@ def routes(services: Services, metrics: Metrics) -> list[BaseRoute]:
 
     def heartbeat(call: Call) -> Response:
         """Extend a lease; says whether the run was canceled."""
+        runner = me(call)
         f = call.fields()
         lease_id = f.text("lease_id")
         f.done()
+        owned(runner, lease_id)
         beat = queue.heartbeat(lease_id)
         return reply({"expires_at": beat.expires_at, "cancel": beat.cancel})
 
     def logs(call: Call) -> Response:
         """Store a batch of masked log lines (a batch sent twice is stored once)."""
+        runner = me(call)
         f = call.fields()
         lease_id = f.text("lease_id")
         lines = []
@@ -103,16 +195,19 @@ def routes(services: Services, metrics: Metrics) -> list[BaseRoute]:
             lines.append(LogLine(seq=entry.integer("seq", low=1), ts=entry.number("ts"), line=_line(entry)))
             entry.done()
         f.done()
+        owned(runner, lease_id)
         scheduler.logged(queue.check(lease_id), lines)
         return Response(status_code=204)
 
     def finish(call: Call) -> Response:
         """Report the task's result; ends the lease (a repeated call is a no-op)."""
+        runner = me(call)
         f = call.fields()
         lease_id = f.text("lease_id")
         f.obj("result")
         result = parse_result(Fields(call.body["result"], "result."))
         f.done()
+        owned(runner, lease_id)
         item = queue.finish(lease_id, result)
         if item is not None:  # None: this lease's result is already in (a retried call)
             scheduler.finished(item, result)
@@ -120,27 +215,46 @@ def routes(services: Services, metrics: Metrics) -> list[BaseRoute]:
         return Response(status_code=204)
 
     def route(verb: str, handler: Any, doc: Doc) -> ApiRoute:
-        return ApiRoute("POST", f"/api/v1/runner/{verb}", handler, services, doc, before=check_protocol)
+        # `public`: not an API key; the handler checks the runner's credential (or, for register,
+        # the registration token) itself.
+        return ApiRoute("POST", f"/api/v1/runner/{verb}", handler, services, doc, before=check_protocol, public=True)
 
-    lost = {409: "The lease is lost (expired or taken back): stop the task", 400: "Bad body or protocol version"}
+    auth = "Authenticated with `Authorization: Bearer <runner credential>` (from /api/v1/runner/register)."
+    refused = {401: "No runner credential, or a bad one (unknown, or the runner is disabled)"}
+    lost = {409: "The lease is lost (expired, taken back, or another runner's): stop the task",
+            400: "Bad body or protocol version", **refused}
     return [
-        route("lease", lease, Doc("Lease a task (long poll)", tag="runner", body={
-            "type": "object", "required": ["runner"], "properties": {
+        route("register", register, Doc(
+            "Register a runner", description="A one-time registration token (POST /api/v1/runner-tokens) for "
+            "the runner's own credential, shown only in this answer. Without `labels`, the token's labels.",
+            tag="runner", body={
+                "type": "object", "required": ["token", "name"], "properties": {
+                    "token": {"type": "string"}, "name": {"type": "string"},
+                    "labels": {"type": "array", "items": {"type": "string"}},
+                    "capacity": {"type": "integer", "minimum": 1}, "version": {"type": "string"}}},
+            responses={201: "{credential, runner}", 400: "Bad body or protocol version",
+                       401: "The registration token is unknown, revoked or used already",
+                       409: "A runner of that name exists"})),
+        route("hello", hello, Doc("Check a runner's credential", description=auth + " The runner's registration: "
+                                  "name, labels, capacity.", tag="runner", body={"type": "object"},
+                                  responses={200: "The runner", 400: "Protocol version", **refused})),
+        route("lease", lease, Doc("Lease a task (long poll)", description=auth, tag="runner", body={
+            "type": "object", "properties": {
                 "runner": {"type": "string"}, "labels": {"type": "array", "items": {"type": "string"}},
                 "wait_s": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_S}}},
             responses={200: "A lease: {lease_id, spec, expires_at}", 204: "Nothing to do within wait_s",
-                       400: "Bad body or protocol version"})),
-        route("heartbeat", heartbeat, Doc("Extend a lease", tag="runner", body={
+                       400: "Bad body or protocol version", **refused})),
+        route("heartbeat", heartbeat, Doc("Extend a lease", description=auth, tag="runner", body={
             "type": "object", "required": ["lease_id"], "properties": {"lease_id": {"type": "string"}}},
             responses={200: "{expires_at, cancel}", **lost})),
-        route("logs", logs, Doc("Send log lines", tag="runner", body={
+        route("logs", logs, Doc("Send log lines", description=auth, tag="runner", body={
             "type": "object", "required": ["lease_id", "lines"], "properties": {
                 "lease_id": {"type": "string"}, "lines": {"type": "array", "items": {
                     "type": "object", "required": ["seq", "ts", "line"], "properties": {
                         "seq": {"type": "integer", "minimum": 1}, "ts": {"type": "number"},
                         "line": {"type": "string"}}}}}},
             responses={204: "Stored", **lost})),
-        route("finish", finish, Doc("Report a task's result", tag="runner", body={
+        route("finish", finish, Doc("Report a task's result", description=auth, tag="runner", body={
             "type": "object", "required": ["lease_id", "result"], "properties": {
                 "lease_id": {"type": "string"}, "result": {"type": "object", "description": "runner.spec.TaskResult"}}},
             responses={204: "Recorded", **lost})),

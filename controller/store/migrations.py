@@ -68,7 +68,8 @@ def _v1_initial(conn: sa.Connection) -> None:
 
 
 def _v2_controller(conn: sa.Connection) -> None:
-    """Repositories, webhook deliveries, API keys and the task queue (the controller service)."""
+    """Repositories, webhook deliveries, API keys, the task queue and remote runners (the controller
+    service)."""
     m = sa.MetaData()
     sa.Table("runs", m, sa.Column("id", sa.Integer, primary_key=True))  # for the foreign keys
     sa.Table(
@@ -136,7 +137,32 @@ def _v2_controller(conn: sa.Connection) -> None:
         sa.Column("finished_at", sa.Float),
         sa.Index("ix_queue_state_queued", "state", "queued_at"),
     )
-    for name in ("repos", "repo_refs", "deliveries", "api_keys", "queue"):
+    sa.Table(
+        "runner_tokens", m,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("prefix", sa.Text, nullable=False, unique=True),
+        sa.Column("hash", sa.Text, nullable=False),
+        sa.Column("labels", sa.JSON),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("used_at", sa.Float),
+        sa.Column("used_by", sa.Text),
+        sa.Column("revoked_at", sa.Float),
+    )
+    sa.Table(
+        "runners", m,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("name", sa.Text, nullable=False, unique=True),
+        sa.Column("prefix", sa.Text, nullable=False, unique=True),
+        sa.Column("hash", sa.Text, nullable=False),
+        sa.Column("labels", sa.JSON, nullable=False),
+        sa.Column("capacity", sa.Integer, nullable=False),
+        sa.Column("version", sa.Text),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("last_seen_at", sa.Float),
+        sa.Column("last_ip", sa.Text),
+        sa.Column("disabled", sa.Boolean, nullable=False),
+    )
+    for name in ("repos", "repo_refs", "deliveries", "api_keys", "queue", "runner_tokens", "runners"):
         m.tables[name].create(conn)
     json = sa.JSON().compile(dialect=conn.dialect)
     for column, kind in (("repo_id", "INTEGER REFERENCES repos(id) ON DELETE SET NULL"),

@@ -143,3 +143,32 @@ queue = sa.Table(
     sa.Column("finished_at", sa.Float),
     sa.Index("ix_queue_state_queued", "state", "queued_at"),
 )
+
+runner_tokens = sa.Table(
+    "runner_tokens",  # one-time registration tokens: `clarity runner --token` trades one for a credential
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("prefix", sa.Text, nullable=False, unique=True),  # shown, and used to find the token
+    sa.Column("hash", sa.Text, nullable=False),  # sha256 of the whole token; the token itself is never stored
+    sa.Column("labels", sa.JSON),  # the runner's labels when it registers with none of its own
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("used_at", sa.Float),  # set once, when a runner registers with it
+    sa.Column("used_by", sa.Text),  # the runner that did
+    sa.Column("revoked_at", sa.Float),
+)
+
+runners = sa.Table(
+    "runners",  # registered remote runner agents
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.Text, nullable=False, unique=True),  # also the queue's lease_owner
+    sa.Column("prefix", sa.Text, nullable=False, unique=True),  # of the credential: shown, used to find it
+    sa.Column("hash", sa.Text, nullable=False),  # sha256 of the credential; never the credential
+    sa.Column("labels", sa.JSON, nullable=False),
+    sa.Column("capacity", sa.Integer, nullable=False),
+    sa.Column("version", sa.Text),  # the runner's Clarity version, as it said at registration
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_seen_at", sa.Float),
+    sa.Column("last_ip", sa.Text),
+    sa.Column("disabled", sa.Boolean, nullable=False),
+)

@@ -57,6 +57,7 @@ class Task:
     secrets: tuple[str, ...]
     artifacts: tuple[str, ...]
     network: str
+    labels: tuple[str, ...]  # a runner must have all of them; empty: any runner
     memory_bytes: int | None
     cpus: float | None
     pids: int | None
@@ -124,6 +125,7 @@ def _task(raw: dict[str, Any], pos: Pos) -> Task:
         secrets=_strings(raw.get("secrets")),
         artifacts=_strings(raw.get("artifacts")),
         network=raw.get("network", "none"),
+        labels=_strings(raw.get("labels")),
         memory_bytes=parse_size(resources["memory"]) if "memory" in resources else None,
         cpus=float(resources["cpus"]) if "cpus" in resources else None,
         pids=resources.get("pids"),

@@ -23,6 +23,7 @@ TRIGGER_TYPES = ("push", "pull_request", "tag", "schedule", "webhook", "manual",
 TASK_NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
 SECRET_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
 ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+LABEL_PATTERN = r"^[a-z0-9_.-]+$"
 
 
 def _s(description: str, **extra: Any) -> Schema:
@@ -157,6 +158,11 @@ def _task_common() -> dict[str, Schema]:
                          uniqueItems=True),
         "artifacts": _list("Paths or globs kept after the task and given to the tasks that need it."),
         "network": {"enum": ["none", "host", "bridge"], "description": "Container network (default none)."},
+        "labels": _list("Labels a runner must all have to take this task, e.g. [gpu, arm64] "
+                        "(default: any runner).",
+                        {"type": "string", "pattern": LABEL_PATTERN, "title": "runner label",
+                         "description": "Lower-case letters, digits, '_', '.' and '-', e.g. gpu or linux-arm64."},
+                        uniqueItems=True),
         "resources": _obj("Container resource limits.", {
             "memory": {"type": ["string", "integer"], "pattern": SIZE_PATTERN, "title": "size",
                        "description": "Memory limit: 512m, 1g, 256MiB, or bytes."},

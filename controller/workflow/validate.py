@@ -17,7 +17,7 @@ from jsonschema.exceptions import ValidationError
 
 from .diagnostics import Diagnostic, error, warning
 from .load import JsonPath, Located
-from .schema import TaskTypes, schema
+from .schema import LABEL_PATTERN, TaskTypes, schema
 from .units import parse_duration, parse_size
 
 _KINDS = {"string": "a string", "array": "a list", "object": "a mapping", "integer": "an integer",
@@ -83,6 +83,18 @@ def _type_error(e: ValidationError, doc: Located, path: JsonPath) -> Diagnostic:
     return error(doc.pos(path), message + _where(path, doc.data), hint)
 
 
+def _pattern_hint(title: str, value: Any) -> str | None:
+    """A fix for the usual slips in a runner label: upper case, several labels in one string."""
+    if title != "runner label" or not isinstance(value, str):
+        return None
+    parts = [p.strip().lower() for p in re.split(r"[,\s]+", value) if p.strip()]
+    if len(parts) > 1 and all(re.fullmatch(LABEL_PATTERN, p) for p in parts):
+        return f"one label per list entry: [{', '.join(parts)}]"
+    if re.fullmatch(LABEL_PATTERN, value.lower()):
+        return f"labels are lower case: {value.lower()}"
+    return None
+
+
 def _diagnose(e: ValidationError, doc: Located) -> Iterator[Diagnostic]:
     path: JsonPath = tuple(e.absolute_path)
     kind, value = e.validator, e.instance
@@ -117,7 +129,7 @@ def _diagnose(e: ValidationError, doc: Located) -> Iterator[Diagnostic]:
                 parser(value)
             except ValueError as exc:
                 message = f"{exc}{where}"
-        yield error(doc.pos(path), message, e.schema.get("description"))
+        yield error(doc.pos(path), message, _pattern_hint(title, value) or e.schema.get("description"))
     elif kind in ("minItems", "minLength"):
         yield error(doc.pos(path), f"'{_key(path)}' must not be empty{where}")
     elif kind == "uniqueItems":

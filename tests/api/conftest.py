@@ -7,7 +7,7 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import pytest
 from starlette.applications import Starlette
@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 
 from controller.services import Services
 from controller.settings import Settings
+from controller.store.runners import Runners
 
 WORKFLOW = """\
 workflow:
@@ -105,6 +106,16 @@ def make_api() -> Iterator[Callable[..., Api]]:
 @pytest.fixture
 def api(make_api: Callable[..., Api]) -> Api:
     return make_api()
+
+
+def runner_credential(api: Api, name: str = "remote-1", labels: Sequence[str] = ("linux",), capacity: int = 2) -> str:
+    """Register a remote runner (a registration token traded for its credential); its credential."""
+    _, token = Runners(api.services.store.engine).create_token()
+    resp = api.client.post("/api/v1/runner/register", json={"token": token, "name": name, "labels": list(labels),
+                                                             "capacity": capacity, "version": "test"},
+                           headers={"Clarity-Protocol": "1"})
+    assert resp.status_code == 201, resp.text
+    return str(resp.json()["credential"])
 
 
 def git(cwd: Path, *args: str) -> str:

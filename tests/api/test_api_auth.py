@@ -44,8 +44,8 @@ def test_a_read_key_may_read_but_not_write(api: Api) -> None:
     assert resp.status_code == 403
     assert resp.json()["error"] == {"code": "forbidden", "message": "API key 'dashboard' has role 'read': it may only read"}
     assert api.delete("/api/v1/repos/o/r", key=api.reader).status_code == 403
-    assert api.post("/api/v1/runner/lease", {"runner": "r"}, key=api.reader,
-                    headers={"Clarity-Protocol": "1"}).status_code == 403
+    assert api.post("/api/v1/runner/lease", {"runner": "r"}, key=api.reader,  # runners have credentials, not keys
+                    headers={"Clarity-Protocol": "1"}).status_code == 401
     assert api.services.repos.list() == []
 
 

@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from tests.api.conftest import Api
+from tests.api.conftest import Api, runner_credential
 
 
 def error(resp: Any) -> dict[str, str]:
@@ -118,7 +118,8 @@ def test_runner_protocol_version(api: Api, headers: dict[str, str], message: str
 
 
 def test_lease_lost_is_409(api: Api) -> None:
-    resp = api.post("/api/v1/runner/heartbeat", {"lease_id": "gone"}, headers={"Clarity-Protocol": "1"})
+    resp = api.post("/api/v1/runner/heartbeat", {"lease_id": "gone"}, key=runner_credential(api),
+                    headers={"Clarity-Protocol": "1"})
     assert resp.status_code == 409
     assert error(resp)["code"] == "lease_lost"
 
@@ -127,10 +128,11 @@ def test_lease_lost_is_409(api: Api) -> None:
     ({"runner": "r", "wait_s": 31}, "'wait_s': must be between"),
     ({"runner": "r", "labels": "linux"}, "'labels': expected an array of strings"),
     ({"runner": "r", "labels": [1]}, "'labels[0]'"),
-    ({}, "'runner' is required"),
+    ({"wait_s": "soon"}, "'wait_s'"),
 ])
 def test_runner_bodies(api: Api, body: dict[str, Any], field: str) -> None:
-    resp = api.post("/api/v1/runner/lease", body, headers={"Clarity-Protocol": "1"})
+    resp = api.post("/api/v1/runner/lease", body, key=runner_credential(api),
+                    headers={"Clarity-Protocol": "1"})
     assert resp.status_code == 400
     assert field in error(resp)["message"]
 
@@ -142,7 +144,8 @@ def test_runner_bodies(api: Api, body: dict[str, Any], field: str) -> None:
     ({"lease_id": "l", "lines": {}}, "'lines'"),
 ])
 def test_runner_log_bodies(api: Api, body: dict[str, Any], field: str) -> None:
-    resp = api.post("/api/v1/runner/logs", body, headers={"Clarity-Protocol": "1"})
+    resp = api.post("/api/v1/runner/logs", body, key=runner_credential(api),
+                    headers={"Clarity-Protocol": "1"})
     assert resp.status_code == 400
     assert field in error(resp)["message"]
 
@@ -154,7 +157,8 @@ def test_runner_log_bodies(api: Api, body: dict[str, Any], field: str) -> None:
     ({}, "'result.outcome' is required"),
 ])
 def test_runner_finish_bodies(api: Api, result: dict[str, Any], field: str) -> None:
-    resp = api.post("/api/v1/runner/finish", {"lease_id": "l", "result": result}, headers={"Clarity-Protocol": "1"})
+    resp = api.post("/api/v1/runner/finish", {"lease_id": "l", "result": result}, key=runner_credential(api),
+                    headers={"Clarity-Protocol": "1"})
     assert resp.status_code == 400
     assert field in error(resp)["message"]
 

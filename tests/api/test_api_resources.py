@@ -99,7 +99,7 @@ def test_cancel(api: Api, source_repo: Path) -> None:
     assert resp.status_code == 202
     run = api.get(f"/api/v1/runs/{run_id}").json()
     assert run["state"] == "canceled" and {t["state"] for t in run["tasks"]} == {"canceled"}
-    assert api.get("/api/v1/queue").json() == {"depth": 0, "leased": 0, "oldest_wait_s": None}
+    assert api.get("/api/v1/queue").json() == {"depth": 0, "leased": 0, "oldest_wait_s": None, "waiting": []}
 
 
 def test_rerun_whole_and_failed_only(api: Api, source_repo: Path) -> None:

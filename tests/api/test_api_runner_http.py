@@ -7,7 +7,7 @@ from typing import Callable
 
 import pytest
 
-from tests.api.conftest import WORKFLOW, Api, git
+from tests.api.conftest import WORKFLOW, Api, git, runner_credential
 from controller.engine import RunSpec
 from controller.workflow.compile import GitInfo
 from controller.workflow.lint import lint_text
@@ -31,7 +31,12 @@ def start_run(api: Api, source: Path) -> int:
 
 
 def peer(api: Api, key: str | None = None) -> HttpPeer:
-    return HttpPeer("http://testserver", key or api.admin, timeout=5, client=api.client)
+    """A remote runner "remote-1" (labels: linux), registered on first use."""
+    if key is None:
+        known = getattr(api, "_remote_1", None)
+        key = known or runner_credential(api, "remote-1", ["linux"])
+        setattr(api, "_remote_1", key)
+    return HttpPeer("http://testserver", key, timeout=5, client=api.client)
 
 
 def round_trip(api: Api, source: Path) -> None:

@@ -312,3 +312,16 @@ workflow:
     logs = run.logs("a")
     marker = logs.index("[clarity] attempt 2 (the previous one: exit code 1)")
     assert logs.index("try 1") < marker < logs.index("try 2")
+
+
+def test_clarity_run_runs_labelled_tasks(make_repo, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    # `labels` choose a runner on a controller; on this machine there is one runner for all.
+    _run_repo(make_repo, monkeypatch, """\
+workflow:
+  name: lab
+  tasks:
+    - {name: a, image: x, labels: [gpu, arm64], commands: ["echo on gpu"]}
+""")
+    assert main(["run", "--backend", "fake"]) == 0
+    store = Store.open(Settings.from_env().database_url)
+    assert [t.state for t in store.list_tasks(1)] == ["succeeded"]

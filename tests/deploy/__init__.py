@@ -1,0 +1,1 @@
+"""The deployable image (top-level Dockerfile) and its documentation."""
