@@ -195,7 +195,11 @@ class Scheduler:
                 self._changed.wait(0.2)
 
     def resume(self) -> list[int]:
-        """After a restart: take back expired leases, then move every open run on."""
+        """After a restart: renew the leases of remote runners (they could not heartbeat while the
+        controller was away; a dead runner's lease still runs out `lease_s` later and is reaped
+        then), take back expired ones (a built-in runner died with its controller), then move
+        every open run on."""
+        self.queue.renew_all(except_prefix="builtin-")
         self.reap()
         with self.store.engine.connect() as conn:
             from controller.store import tables

@@ -24,6 +24,8 @@ from runner.workspace import WorkspaceCache
 log = logging.getLogger(__name__)
 
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+REPORT_DELAYS_S = (0.0, *BACKOFF_S, *BACKOFF_S[-1:] * 6)  # ~80 s: a controller restart fits in it
+WARN_EVERY_S = 10.0
 
 
 class _LogSender:
@@ -35,6 +37,7 @@ class _LogSender:
         self.pending: list[LogLine] = []
         self.seq = 0
         self.closed = threading.Event()
+        self.warned = -WARN_EVERY_S
         self.thread = threading.Thread(target=self._loop, daemon=True, name=f"logs-{lease_id[:6]}")
         self.thread.start()
 
@@ -53,7 +56,10 @@ class _LogSender:
         except LeaseLost:
             raise
         except Exception as e:  # the controller is away: keep the lines, try again later
-            log.warning("could not send %d log lines: %s", len(batch), e)
+            now = time.monotonic()
+            if now - self.warned >= WARN_EVERY_S:  # once in a while, not at every flush
+                self.warned = now
+                log.warning("could not send %d log lines (kept, will retry): %s", len(batch), e)
             return
         with self.lock:
             del self.pending[: len(batch)]
@@ -68,7 +74,7 @@ class _LogSender:
     def close(self) -> None:
         self.closed.set()
         self.thread.join()
-        for delay in (0.0, *BACKOFF_S):
+        for delay in REPORT_DELAYS_S:  # as long as the result itself is retried: no lines lost first
             time.sleep(delay)
             try:
                 self._send()
@@ -205,7 +211,7 @@ class Agent:
         self._cleanups.submit(cleanup)  # containers are removed beside the next task, not before it
 
     def _report(self, lease: Lease, result: TaskResult) -> None:
-        for delay in (0.0, *BACKOFF_S, *BACKOFF_S[-1:] * 6):
+        for delay in REPORT_DELAYS_S:
             if delay:
                 time.sleep(delay)
             try:

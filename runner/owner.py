@@ -24,9 +24,19 @@ def _start_time(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
+def _machine() -> str:
+    """This host, and this pid namespace on it: a runner in a container (even one sharing the
+    host's name and network) sees other pids, so its processes are another "machine"."""
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        namespace = 0
+    return f"{socket.gethostname()}/{namespace}"
+
+
 def current() -> str:
     pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_start_time(pid) or '0'}"
+    return f"{_machine()}:{pid}:{_start_time(pid) or '0'}"
 
 
 def is_orphan(owner: str | None) -> bool:
@@ -36,7 +46,7 @@ def is_orphan(owner: str | None) -> bool:
         return True
     host, _, rest = owner.partition(":")
     pid_text, _, started = rest.partition(":")
-    if host != socket.gethostname():
+    if host != _machine():
         return False
     if not pid_text.isdigit():
         return True

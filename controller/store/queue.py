@@ -176,6 +176,15 @@ class Queue:
             return None
         raise LeaseLost(f"lease {lease_id} is no longer held ({row.state})")
 
+    def renew_all(self, except_prefix: str) -> int:
+        """Give every live lease a full `lease_s` from now, but those of runners named
+        `except_prefix...` (at a controller start: while it was away no remote runner could
+        heartbeat, so a lease that ran out meanwhile says nothing of its runner)."""
+        with self.engine.begin() as conn:
+            return int(conn.execute(q.update().where(q.c.state == "leased",
+                                                     sa.not_(q.c.lease_owner.startswith(except_prefix)))
+                                    .values(lease_expires_at=time.time() + self.lease_s)).rowcount)
+
     def reap(self) -> list[Item]:
         """Take back expired leases (state 'expired': a late finish is refused); return them."""
         now = time.time()

@@ -52,3 +52,11 @@ def test_sweep_removes_only_orphans(docker_client: Any) -> None:
                 c.remove(force=True)
             except Exception:
                 pass
+
+
+def test_another_pid_namespace_on_this_host_is_another_machine() -> None:
+    # A runner in a container with --network host shares the host's name but not its pids: its
+    # containers must not look like orphans of this host's processes, nor the other way round.
+    import socket
+
+    assert not owner.is_orphan(f"{socket.gethostname()}/1:1:1")
