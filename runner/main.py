@@ -33,6 +33,7 @@ from runner.client import ControllerError, HttpPeer, TokenRefused, register
 log = logging.getLogger("clarity.runner")
 
 STATE_FILE = "runner.json"
+CANCEL_CHECK_S = 2.0  # heartbeat (and so cancel check) interval per running task: a cancel lands within seconds
 BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 _agents: list[Any] = []  # the running agent, for a second SIGTERM/SIGINT
@@ -235,7 +236,7 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
     work.mkdir(parents=True, exist_ok=True)
     peer = HttpPeer(state.controller, state.credential)
     agent = Agent(peer, backend, work, WorkspaceCache(state_dir / "cache"), name=state.name, labels=labels,
-                  slots=slots, poll_s=args.poll)
+                  slots=slots, poll_s=args.poll, heartbeat_s=CANCEL_CHECK_S)
     _agents.append(agent)
     agent.start()
     log.info("runner %s (labels: %s, capacity %d) working for %s", state.name, ",".join(labels) or "none", slots,

@@ -318,3 +318,33 @@ def test_runner_token_and_runners_commands(controller: Controller) -> None:
     assert clarity("runners", "enable", "box-7").returncode == 0
     missing = clarity("runners", "disable", "nobody")
     assert missing.returncode == 2 and "no runner nobody" in missing.stderr
+
+
+@pytest.mark.docker
+def test_a_cancel_stops_the_task_on_a_remote_runner_within_seconds(controller: Controller, tmp_path: Path,
+                                                                    docker_client: Any) -> None:
+    REPOS.append(make_repo(tmp_path, controller.env))
+    log = tmp_path / "runner.log"
+    proc = runner(controller.url, tmp_path / "state", "--token", controller.token(), "--name", "cancel-1",
+                  env=controller.env, log=log)
+    try:
+        with controller.api() as api:
+            wait_until(lambda: "working for" in log.read_text(), "the runner did not start:\n" + log.read_text())
+            run_id = trigger(api, ".clarity/slow.yaml", seconds="120")
+            wait_until(lambda: "started" in [l["line"] for l in api.get(f"/api/v1/runs/{run_id}/logs").json()["lines"]],
+                       "the task never started:\n" + log.read_text())
+            mine = {c["Id"] for c in docker_client.api.containers(filters={
+                "label": [f"io.clarity.run={run_id}", "io.clarity.workflow=slow"]})}
+            assert mine, "no running container for the task"
+            asked = time.monotonic()
+            assert api.post(f"/api/v1/runs/{run_id}/cancel").status_code in (200, 202)
+            wait_until(lambda: api.get(f"/api/v1/runs/{run_id}").json()["state"] == "canceled",
+                       "the run was not canceled:\n" + log.read_text(), timeout=30)
+            assert time.monotonic() - asked < 10
+            task = api.get(f"/api/v1/runs/{run_id}").json()["tasks"][0]
+            assert task["state"] == "canceled"
+        wait_until(lambda: not mine & {c["Id"] for c in docker_client.api.containers(all=True)},
+                   "the task's container was left behind", timeout=20)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
