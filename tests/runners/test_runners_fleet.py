@@ -336,8 +336,11 @@ def test_a_runner_killed_mid_task_its_task_runs_again_elsewhere(fleet: tuple[Con
         assert leftovers, "the killed runner's container is gone: who removed it?"
         # The next runner start on this machine removes it (its owner process is dead).
         victim.start()
-        assert "removed 1 leftover container" in victim.text(), victim.text()
-        assert _containers(docker_client) == []
+        # (any Clarity process starting on this engine sweeps it: usually this one, which says so)
+        deadline = time.monotonic() + 20
+        while _containers(docker_client):
+            assert time.monotonic() < deadline, victim.text()
+            time.sleep(0.2)
     print(f"\nkill -9: run completed {took:.1f}s after the kill (lease {LEASE_S}s)")
 
 
