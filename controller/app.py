@@ -110,7 +110,7 @@ def _builtin_runner(services: Services, metrics: Metrics) -> Agent:
     settings = services.settings
     backend = make_backend("docker", settings)
     backend.sweep()
-    return Agent(InProcessPeer(services.queue, services.scheduler, observer=metrics), backend, settings.work_root, services.mirrors,
+    return Agent(InProcessPeer(services.queue, services.scheduler, observer=metrics, home=settings.home), backend, settings.work_root, services.mirrors,
                  name=f"builtin-{owner.current()}", slots=settings.parallel, poll_s=5.0,
                  heartbeat_s=min(2.0, settings.lease_s / 3))
 

@@ -3,11 +3,14 @@ talks to the queue and the scheduler directly, through the same contract remote 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol, Sequence
 
+from controller import artifacts
 from controller.engine import Scheduler
 from controller.store.queue import Item, Queue
 from runner.protocol import Beat, Lease, LogLine
+from runner.client import unpack
 from runner.spec import TaskResult
 
 
@@ -19,8 +22,22 @@ class Observer(Protocol):
 
 
 class InProcessPeer:
-    def __init__(self, queue: Queue, scheduler: Scheduler, observer: Observer | None = None) -> None:
-        self.queue, self.scheduler, self.observer = queue, scheduler, observer
+    def __init__(self, queue: Queue, scheduler: Scheduler, observer: Observer | None = None,
+                 home: Path | None = None) -> None:
+        """`home`: the controller's, where remote runners' artifacts are stored (see `get_artifacts`)."""
+        self.queue, self.scheduler, self.observer, self.home = queue, scheduler, observer, home
+
+    def get_artifacts(self, lease_id: str, ref: str, dest: Path) -> None:
+        """Unpack the artifacts a remote runner uploaded (a `controller:` ref) into dest: a
+        downstream task may land on the built-in runner. (No `put_artifacts`: the built-in
+        runner's own artifacts stay where they are, on the controller's disk.)"""
+        self.queue.check(lease_id)
+        if self.home is None:
+            raise LookupError(f"no artifacts store here for {ref}")
+        path = artifacts.path(self.home, ref)
+        if not path.is_file():
+            raise LookupError(f"no artifacts {ref}")
+        unpack(path.read_bytes(), dest)
 
     def lease(self, runner: str, labels: Sequence[str], wait_s: float) -> Lease | None:
         item = self.queue.lease(runner, labels, wait_s)

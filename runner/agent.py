@@ -3,26 +3,39 @@
 The same loop drains the queue in-process (`clarity up`, `clarity run`) and, over HTTP, on remote
 build machines (`clarity runner`): it only knows a `runner.protocol.Peer`. Beside each task, a
 heartbeat thread extends the lease and watches for a cancel; logs go out in batches, masked.
+
+Artifacts: over HTTP the runner of a downstream task is often another machine than the upstream
+one's, so a peer with `put_artifacts`/`get_artifacts` (`HttpPeer`) moves them through the
+controller: a task's collected artifacts are uploaded before its result is reported (the result's
+`artifacts_dir` is then the controller's ref, `controller:<run>/<task>`), and the `artifacts_in`
+given by ref are downloaded into a local directory before the task starts. The in-process peer has
+only `get_artifacts` (it reads the controller's store directly, for a task downstream of a remote
+one): the built-in runner shares the controller's disk, so its own artifacts' paths work as they are.
+A failed download errors the task (infrastructure: retried); a failed upload keeps the task's
+outcome (it ran), reports no artifacts and says so in the task's log.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 from runner.backends.base import Backend
-from runner.execute import execute
+from runner.execute import NOTE, execute
 from runner.protocol import LEASE_S, Lease, LeaseLost, LogLine, Peer
-from runner.spec import Outcome, TaskResult
+from runner.spec import Outcome, TaskResult, TaskSpec
 from runner.workspace import WorkspaceCache
 
 log = logging.getLogger(__name__)
 
+REF_PREFIX = "controller:"  # an artifacts ref: stored by the controller, downloaded by lease
 BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 REPORT_DELAYS_S = (0.0, *BACKOFF_S, *BACKOFF_S[-1:] * 6)  # ~80 s: a controller restart fits in it
 WARN_EVERY_S = 10.0
@@ -189,9 +202,14 @@ class Agent:
         watcher = threading.Thread(target=beat, daemon=True, name=f"beat-{lease.lease_id[:6]}")
         watcher.start()
         log.info("task %s/%s (attempt %s) started", lease.spec.run_id, lease.spec.task, lease.spec.attempt)
+        fetched = self.work_root / "artifacts-in" / uuid.uuid4().hex
         try:
-            result = execute(lease.spec, self.backend, work_root=self.work_root, workspaces=self.workspaces,
-                             on_log=sender, cancel=cancel, defer=self._defer)
+            result = self._execute(lease, cancel, sender, fetched)
+            if result.artifacts_dir and hasattr(self.peer, "put_artifacts"):
+                result = self._upload(lease, result, sender)
+        except LeaseLost:
+            lost.set()
+            result = TaskResult(Outcome.ERRORED, error="lease lost")  # dropped below
         except Exception as e:  # a runner bug: report it as infrastructure, keep the slot alive
             log.exception("task %s/%s crashed the runner", lease.spec.run_id, lease.spec.task)
             result = TaskResult(Outcome.ERRORED, started_at=time.time(), finished_at=time.time(),
@@ -200,12 +218,64 @@ class Agent:
             done.set()
             watcher.join()
             sender.close()
+            shutil.rmtree(fetched, ignore_errors=True)
         if lost.is_set():
             log.warning("lease of %s/%s was lost; its result is dropped", lease.spec.run_id, lease.spec.task)
             return
         if self._abandon.is_set():  # handed back: the lease expires and the task is queued again
             return
         self._report(lease, result)
+
+    def _execute(self, lease: Lease, cancel: threading.Event, sender: _LogSender, fetched: Path) -> TaskResult:
+        spec = lease.spec
+        if hasattr(self.peer, "get_artifacts"):
+            started = time.time()
+            try:
+                spec = self._download(lease, fetched)
+            except LeaseLost:
+                raise
+            except Exception as e:  # infrastructure: the task is retried (here or elsewhere)
+                log.warning("task %s/%s: artifacts download failed: %s", spec.run_id, spec.task, e)
+                sender(f"{NOTE}could not download the upstream artifacts: {e}")
+                return TaskResult(Outcome.ERRORED, started_at=started, finished_at=time.time(),
+                                  error=f"could not download the upstream artifacts: {e}")
+        return execute(spec, self.backend, work_root=self.work_root, workspaces=self.workspaces,
+                       on_log=sender, cancel=cancel, defer=self._defer)
+
+    def _download(self, lease: Lease, fetched: Path) -> TaskSpec:
+        """The spec with each `controller:` artifacts ref replaced by a local directory holding
+        the downloaded files."""
+        get = getattr(self.peer, "get_artifacts")
+        sources = []
+        for i, art in enumerate(lease.spec.artifacts_in):
+            if not art.source.startswith(REF_PREFIX):
+                sources.append(art)
+                continue
+            dest = fetched / str(i)
+            try:
+                get(lease.lease_id, art.source, dest)
+            except LeaseLost:
+                raise
+            except Exception as e:
+                raise RuntimeError(f"task {art.task!r} ({art.source}): {e}") from e
+            sources.append(replace(art, source=str(dest)))
+        return replace(lease.spec, artifacts_in=tuple(sources))
+
+    def _upload(self, lease: Lease, result: TaskResult, sender: _LogSender) -> TaskResult:
+        """The result with its artifacts uploaded: `artifacts_dir` is the controller's ref. A failed
+        upload keeps the task's outcome (it ran); its artifacts are then missing, and its log says so."""
+        local = Path(result.artifacts_dir or "")
+        try:
+            ref: str = getattr(self.peer, "put_artifacts")(lease.lease_id, local)
+        except LeaseLost:
+            raise
+        except Exception as e:
+            log.warning("task %s/%s: artifacts upload failed: %s", lease.spec.run_id, lease.spec.task, e)
+            sender(f"{NOTE}the artifacts could not be uploaded to the controller; downstream tasks "
+                   f"will not find them: {e}")
+            return replace(result, artifacts_dir=None)
+        shutil.rmtree(local, ignore_errors=True)
+        return replace(result, artifacts_dir=ref)
 
     def _defer(self, cleanup: Callable[[], None]) -> None:
         self._cleanups.submit(cleanup)  # containers are removed beside the next task, not before it

@@ -11,6 +11,10 @@ registration token.
 
 from __future__ import annotations
 
+import io
+import os
+import tarfile
+from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Sequence
 
 import httpx
@@ -28,6 +32,10 @@ class ControllerError(Exception):
     def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.status, self.code = status, code
+
+
+class UnsafeArchive(ValueError):
+    """A downloaded artifacts archive with a member that would land outside its directory."""
 
 
 class TokenRefused(ControllerError):
@@ -93,6 +101,33 @@ class HttpPeer:
     def finish(self, lease_id: str, result: TaskResult) -> None:
         self._post("finish", {"lease_id": lease_id, "result": result.to_json()})
 
+    def put_artifacts(self, lease_id: str, directory: Path) -> str:
+        """Upload `directory` (a task's collected artifacts) as a tar.gz; the ref to report as the
+        result's `artifacts_dir` (`controller:<run_id>/<task>`)."""
+        body = pack(directory)
+        url = f"{self.base_url}/api/v1/runner/artifacts"
+        headers = {**self.headers, "Content-Type": "application/gzip"}
+        resp = self._check(self._send("PUT", url, params={"lease": lease_id}, content=body, headers=headers),
+                           "artifacts upload")
+        ref = self._json(resp).get("ref")
+        if not isinstance(ref, str):
+            raise ControllerError("controller answered the artifacts upload without a ref")
+        return ref
+
+    def get_artifacts(self, lease_id: str, ref: str, dest: Path) -> None:
+        """Download the artifacts of `ref` and unpack them into `dest` (created). UnsafeArchive for
+        a member with an absolute path, `..`, a link leading out of `dest`, or a device."""
+        url = f"{self.base_url}/api/v1/runner/artifacts"
+        resp = self._check(self._send("GET", url, params={"lease": lease_id, "ref": ref}, headers=self.headers),
+                           "artifacts download")
+        unpack(resp.content, dest)
+
+    def _send(self, method: str, url: str, **kw: Any) -> httpx.Response:
+        try:
+            return self._client.request(method, url, timeout=max(self.timeout, 60.0), **kw)
+        except httpx.HTTPError as exc:
+            raise ControllerError(f"controller {self.base_url} unreachable: {exc}") from exc
+
     def close(self) -> None:
         if self._owned:
             self._client.close()
@@ -103,6 +138,10 @@ class HttpPeer:
             resp = self._client.post(url, json=body, headers=self.headers, timeout=timeout or self.timeout)
         except httpx.HTTPError as exc:
             raise ControllerError(f"controller {self.base_url} unreachable: {exc}") from exc
+        return self._check(resp, verb)
+
+    @staticmethod
+    def _check(resp: httpx.Response, verb: str) -> httpx.Response:
         if resp.status_code < 400:
             return resp
         code, message = _error(resp)
@@ -119,6 +158,46 @@ class HttpPeer:
         if not isinstance(data, dict):
             raise ControllerError(f"controller answered {resp.status_code} with unexpected JSON")
         return data
+
+
+def pack(directory: Path) -> bytes:
+    """A tar.gz of the directory's contents (names relative to it; symlinks kept as links)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for child in sorted(directory.iterdir()):
+            tar.add(child, arcname=child.name)
+    return buf.getvalue()
+
+
+def unpack(data: bytes, dest: Path) -> None:
+    """Extract a tar.gz into dest, refusing any member that would land (or point) outside it."""
+    dest.mkdir(parents=True, exist_ok=True)
+    root = os.path.realpath(dest)
+
+    def inside(path: str) -> bool:
+        real = os.path.realpath(path)
+        return real == root or real.startswith(root + os.sep)
+
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        members = tar.getmembers()
+        for m in members:
+            name = PurePosixPath(m.name)
+            if name.is_absolute() or ".." in name.parts or not inside(os.path.join(root, m.name)):
+                raise UnsafeArchive(f"artifact {m.name!r} is outside the artifacts directory")
+            if m.issym():
+                target = PurePosixPath(m.linkname)
+                if target.is_absolute() or not inside(os.path.join(root, os.path.dirname(m.name), m.linkname)):
+                    raise UnsafeArchive(f"artifact {m.name!r} links outside the artifacts directory ({m.linkname})")
+            elif m.islnk():
+                target = PurePosixPath(m.linkname)
+                if target.is_absolute() or ".." in target.parts:
+                    raise UnsafeArchive(f"artifact {m.name!r} links outside the artifacts directory ({m.linkname})")
+            elif not (m.isfile() or m.isdir()):
+                raise UnsafeArchive(f"artifact {m.name!r} is not a file, a directory or a link")
+        if hasattr(tarfile, "data_filter"):  # the stdlib's own checks too, where it has them
+            tar.extractall(dest, members=members, filter="data")
+        else:  # pragma: no cover - Python without extraction filters
+            tar.extractall(dest, members=members)
 
 
 def _error(resp: httpx.Response) -> tuple[str | None, str]:

@@ -51,7 +51,7 @@ def _operation(path: str, method: str, route: Route) -> dict[str, Any]:
     if params:
         op["parameters"] = params
     if doc.body is not None:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": dict(doc.body)}}}
+        op["requestBody"] = {"required": True, "content": {doc.media: {"schema": dict(doc.body)}}}
     if public:
         op["security"] = []
     else:

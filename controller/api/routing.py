@@ -31,6 +31,7 @@ class Doc:
     query: Mapping[str, str] = field(default_factory=dict)  # name -> description
     responses: Mapping[int, str] = field(default_factory=lambda: {200: "OK"})
     tag: str = "api"
+    media: str = "application/json"  # the media type of the request body
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Call:
     services: Services
     key: ApiKey | None
     body: dict[str, Any]
+    raw: bytes = b""  # the body as it came, for a route with `raw_body` (the JSON `body` is then empty)
 
     def fields(self) -> Fields:
         return Fields(self.body)
@@ -61,7 +63,7 @@ Handler = Callable[[Call], Response]
 
 class ApiRoute(Route):
     def __init__(self, method: str, path: str, handler: Handler, services: Services, doc: Doc, *,
-                 public: bool = False, reads_body: bool | None = None,
+                 public: bool = False, reads_body: bool | None = None, raw_body: bool = False,
                  before: Callable[[Request], None] | None = None) -> None:
         self.doc, self.public = doc, public
         wants_body = method in ("POST", "PUT", "PATCH") if reads_body is None else reads_body
@@ -71,6 +73,8 @@ class ApiRoute(Route):
             if before is not None:
                 before(request)
             key = None if public else await run_in_threadpool(authenticate, services.keys, request)
+            if raw_body:  # not JSON: handed over as bytes, within the same limit
+                return await run_in_threadpool(handler, Call(request, services, key, {}, await read_body(request, limit)))
             body = parse_object(await read_body(request, limit)) if wants_body else {}
             return await run_in_threadpool(handler, Call(request, services, key, body))
 

@@ -11,6 +11,13 @@ unknown or disabled runner's credential is a 401 (and a warning in the controlle
 leases with the labels it registered with, under its registered name, and may act only on its own
 leases: a lease of another runner is, to it, a lost one (409), so it never sees that task's spec,
 secrets included.
+
+Artifacts travel through the controller, since a downstream task may run on another machine: a
+runner uploads a task's collected artifacts (`PUT /api/v1/runner/artifacts?lease=...`, a tar.gz)
+before it reports the task, and reports the answered ref (`controller:<run_id>/<task>`) as the
+result's `artifacts_dir`; the runner of a downstream task downloads them by that ref (`GET`). Both
+need a live lease of the caller; a download, a ref of the lease's run (or one the leased task's
+spec names: a rerun reuses the artifacts of an earlier run).
 """
 
 from __future__ import annotations
@@ -19,11 +26,12 @@ from typing import Any
 
 import structlog
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute
 
+from controller import artifacts
 from controller.api.body import Fields
-from controller.api.errors import BadRequest, Unauthorized
+from controller.api.errors import BadRequest, Forbidden, Unauthorized
 from controller.api.metrics import Metrics
 from controller.api.routing import ApiRoute, Call, Doc, reply
 from controller.services import Services
@@ -214,6 +222,43 @@ def routes(services: Services, metrics: Metrics) -> list[BaseRoute]:
             metrics.finished(result)
         return Response(status_code=204)
 
+    home = services.settings.home
+
+    def _lease_param(call: Call) -> str:
+        lease_id = call.request.query_params.get("lease", "")
+        if not lease_id:
+            raise BadRequest("the query parameter 'lease' (the lease id) is required")
+        return lease_id
+
+    def put_artifacts(call: Call) -> Response:
+        """Store the collected artifacts (a tar.gz) of the task this runner holds the lease of."""
+        runner = me(call)
+        item = _own(queue.check(_lease_param(call)), runner)
+        if not call.raw:
+            raise BadRequest("the body is empty: send the artifacts as a tar.gz")
+        ref = artifacts.ref(item.run_id, item.task)
+        artifacts.store(home, ref, call.raw)
+        log.info("artifacts stored", runner=runner.name, run=item.run_id, task=item.task, bytes=len(call.raw))
+        return reply({"ref": ref}, 201)
+
+    def get_artifacts(call: Call) -> Response:
+        """The artifacts (a tar.gz) of a task of the run whose task this runner holds the lease of."""
+        runner = me(call)
+        item = _own(queue.check(_lease_param(call)), runner)
+        ref = call.request.query_params.get("ref", "")
+        try:
+            run_id, _task = artifacts.parse(ref)
+        except artifacts.BadRef as exc:
+            raise BadRequest(str(exc), code="invalid_ref") from None
+        path = artifacts.path(home, ref)
+        named = {a.source for a in item.spec.artifacts_in}
+        if run_id != item.run_id and ref not in named:
+            log.warning("runner asked for artifacts of another run", runner=runner.name, run=item.run_id, ref=ref)
+            raise Forbidden(f"lease {item.lease_id} is of run {item.run_id}: no artifacts of another run")
+        if not path.is_file():
+            raise LookupError(f"no artifacts {ref}")
+        return FileResponse(path, media_type="application/gzip")
+
     def route(verb: str, handler: Any, doc: Doc) -> ApiRoute:
         # `public`: not an API key; the handler checks the runner's credential (or, for register,
         # the registration token) itself.
@@ -258,6 +303,20 @@ def routes(services: Services, metrics: Metrics) -> list[BaseRoute]:
             "type": "object", "required": ["lease_id", "result"], "properties": {
                 "lease_id": {"type": "string"}, "result": {"type": "object", "description": "runner.spec.TaskResult"}}},
             responses={204: "Recorded", **lost})),
+        ApiRoute("PUT", "/api/v1/runner/artifacts", put_artifacts, services, Doc(
+            "Upload a task's artifacts", description=auth + " The body is a tar.gz of the task's collected "
+            "artifacts (paths relative to the workspace), at most `max_body_bytes`; stored for the leased task, "
+            "replacing an earlier attempt's. Report the answered ref as the result's `artifacts_dir`.",
+            tag="runner", body={"type": "string", "format": "binary"}, media="application/gzip",
+            query={"lease": "The lease id (required)"},
+            responses={201: "{ref}: controller:<run_id>/<task>", 413: "The body is larger than max_body_bytes",
+                       **lost}), before=check_protocol, public=True, raw_body=True),
+        ApiRoute("GET", "/api/v1/runner/artifacts", get_artifacts, services, Doc(
+            "Download a task's artifacts", description=auth + " The tar.gz stored for `ref`, a ref of the "
+            "lease's run (or one named by the leased task's spec).", tag="runner",
+            query={"lease": "The lease id (required)", "ref": "controller:<run_id>/<task> (required)"},
+            responses={200: "The tar.gz", 403: "A ref of another run", 404: "No artifacts stored for ref",
+                       **lost}), before=check_protocol, public=True),
     ]
 
 
