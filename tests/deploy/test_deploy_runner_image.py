@@ -17,17 +17,17 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
-import httpx
 import pytest
 
-from tests.deploy.test_deploy_image import TEST_LABEL, _docker, _free_port, image  # noqa: F401 - fixture
+from tests.processes import ControllerProcess, clarity_env
+
+from tests.deploy.test_deploy_image import TEST_LABEL, _docker, image  # noqa: F401 - fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 UID = 10001  # the image's `clarity` user
@@ -48,47 +48,20 @@ workflow:
 """
 
 
-def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLARITY_")}
-    env.update(CLARITY_HOME=str(home), CLARITY_PULL="never", PYTHONPATH=str(ROOT))
-    return env
-
-
 def _chown_tree(top: Path, uid: int) -> None:
     for path in [top, *top.rglob("*")]:
         os.lchown(path, uid, uid)
 
 
-class Controller:
+class Controller(ControllerProcess):
     def __init__(self, home: Path, log: Path) -> None:
-        home.mkdir(parents=True)
-        self.home, self.log, self.env = home, log, _env(home)
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        with open(log, "w") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "controller", "--port", str(self.port)],
-                                         env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200 and (home / "api-key").exists():
-                    break
-            except httpx.TransportError:
-                pass
-            assert self.proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        key = (home / "api-key").read_text().strip()
-        self.api = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        super().__init__(home, log, env=clarity_env(home))
+        self.start()
+        self.client = self.api()
 
-    def stop(self) -> None:
-        self.api.close()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        self.client.close()
+        super().stop(sig)
 
 
 @pytest.fixture
@@ -142,10 +115,10 @@ def test_a_runner_from_the_image_runs_a_task_on_the_host_engine(image: str, cont
     gitconfig.chmod(0o644)
     _chown_tree(state, UID)  # the state directory must be writable by uid 10001 (docs/deploy.md)
 
-    resp = controller.api.post("/api/v1/runner-tokens", json={})
+    resp = controller.client.post("/api/v1/runner-tokens", json={})
     assert resp.status_code == 201, resp.text
     token = resp.json()["token"]
-    assert controller.api.post("/api/v1/repos", json={"name": "acme/img", "url": str(repo)}).status_code == 201
+    assert controller.client.post("/api/v1/repos", json={"name": "acme/img", "url": str(repo)}).status_code == 201
 
     gid = str(os.stat("/var/run/docker.sock").st_gid)
     name = f"clarity-runner-test-{uuid.uuid4().hex[:8]}"
@@ -173,20 +146,20 @@ def test_a_runner_from_the_image_runs_a_task_on_the_host_engine(image: str, cont
         assert saved["name"] == name and token not in json.dumps(saved)
         assert (state / "runner.json").stat().st_uid == UID
 
-        resp = controller.api.post("/api/v1/repos/acme/img/trigger", json={"ref": "main", "workflow": ".clarity/ci.yaml"})
+        resp = controller.client.post("/api/v1/repos/acme/img/trigger", json={"ref": "main", "workflow": ".clarity/ci.yaml"})
         assert resp.status_code == 201, resp.text
         [run] = resp.json()["runs"]
         run_id = run["id"] if isinstance(run, dict) else run
         deadline = time.monotonic() + 120
-        while (got := controller.api.get(f"/api/v1/runs/{run_id}").json())["state"] in ("queued", "running"):
+        while (got := controller.client.get(f"/api/v1/runs/{run_id}").json())["state"] in ("queued", "running"):
             assert time.monotonic() < deadline, f"run still {got['state']}:\n{logs()}"
             time.sleep(0.3)
-        lines = [entry["line"] for entry in controller.api.get(f"/api/v1/runs/{run_id}/logs").json()["lines"]]
+        lines = [entry["line"] for entry in controller.client.get(f"/api/v1/runs/{run_id}/logs").json()["lines"]]
         assert got["state"] == "succeeded", (got, lines, logs())
         for wanted in ("hello from the runner image", "v-image", "written"):
             assert wanted in lines, (lines, logs())
         # the written file went to the host path that the runner made, through the host's engine
-        [runner] = [r for r in controller.api.get("/api/v1/runners").json()["runners"] if r["name"] == name]
+        [runner] = [r for r in controller.client.get("/api/v1/runners").json()["runners"] if r["name"] == name]
         assert runner["labels"] == ["img"]
 
         import sqlalchemy as sa

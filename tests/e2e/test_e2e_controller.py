@@ -8,7 +8,6 @@ import hmac
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 
 from tests.e2e.conftest import git
 from tests.e2e.githttp import GitHttpServer
+from tests.processes import ControllerProcess
 
 pytestmark = pytest.mark.docker
 
@@ -28,47 +28,11 @@ FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / 
 SECRET = "s3cret-hook-key"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class Controller(ControllerProcess):
+    """`clarity up` (controller and built-in runner), restartable on the same database."""
 
-
-class Controller:
     def __init__(self, home: Path, env: dict[str, str]) -> None:
-        self.home, self.env = home, env
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[str] | None = None
-        self.log = home / "controller.log"
-
-    def start(self) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
-        out = open(self.log, "a")
-        self.proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "up", "--port", str(self.port)],
-                                     env=self.env, stdout=out, stderr=subprocess.STDOUT, text=True)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert self.proc.poll() is None, self.log.read_text()
-            time.sleep(0.1)
-        raise AssertionError("controller did not come up:\n" + self.log.read_text())
-
-    def kill(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=40)
-
-    @property
-    def key(self) -> str:
-        return (self.home / "api-key").read_text().strip()
-
-    def api(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.key}"}, timeout=10)
+        super().__init__(home, home / "controller.log", env=env, command="up")
 
     def clarity(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "controller.cli", *args, "--controller", self.url],
@@ -125,7 +89,7 @@ def controller(tmp_path: Path, docker_client: Any, database_url: str) -> Iterato
     c = Controller(home, env)
     c.start()
     yield c
-    c.kill()
+    c.stop()
 
 
 def _commit(work: Path, version: str) -> str:
@@ -230,7 +194,7 @@ def test_kill_9_mid_run_loses_and_duplicates_nothing(controller: Controller, ser
                                      api.get(f"/api/v1/runs/{run_id}/logs").json()["lines"]]:
             assert time.monotonic() < deadline, "the first task never started"
             time.sleep(0.2)
-    controller.kill(signal.SIGKILL)  # no clean-up runs: its container and lease are left behind
+    controller.stop(signal.SIGKILL)  # no clean-up runs: its container and lease are left behind
     assert docker_client.api.containers(all=True, filters={"label": "io.clarity.workflow=slow"})
 
     controller.start()  # same database: the run resumes

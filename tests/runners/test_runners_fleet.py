@@ -15,14 +15,12 @@ and several `clarity runner` processes on 127.0.0.1, the repository served by `g
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import httpx
 import pytest
@@ -30,79 +28,22 @@ import sqlalchemy as sa
 
 from tests.e2e.conftest import git
 from tests.e2e.githttp import GitHttpServer
+from tests.processes import ROOT, ControllerProcess, clarity_env, wait_until
 
 pytestmark = pytest.mark.docker
 
-ROOT = Path(__file__).resolve().parents[2]
 LEASE_S = 4
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLARITY_") or k == "CLARITY_REQUIRE_DOCKER"}
-    env.update(CLARITY_HOME=str(home), CLARITY_PULL="never", CLARITY_REAP_INTERVAL_S="1",
-               CLARITY_LEASE_S=str(LEASE_S), PYTHONPATH=str(ROOT))
-    return env
+    return clarity_env(home, CLARITY_REAP_INTERVAL_S="1", CLARITY_LEASE_S=str(LEASE_S))
 
 
-def wait_until(predicate: Callable[[], Any], what: str | Callable[[], str], timeout: float = 60, step: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, what() if callable(what) else what
-        time.sleep(step)
-    return value
-
-
-class Controller:
+class Controller(ControllerProcess):
     """`clarity controller` on a fixed home (database) and port; can be stopped and started again."""
 
     def __init__(self, tmp: Path) -> None:
-        self.home = tmp / "home"
-        self.home.mkdir(parents=True)
-        self.env = _env(self.home)
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tmp / "controller.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log, "a") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "controller", "--port", str(self.port)],
-                                         env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200 and (self.home / "api-key").exists():
-                    return
-            except httpx.TransportError:
-                pass
-            assert self.proc.poll() is None, self.log.read_text()
-            time.sleep(0.1)
-        raise AssertionError("controller did not come up:\n" + self.log.read_text())
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def api(self) -> httpx.Client:
-        key = (self.home / "api-key").read_text().strip()
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=10)
-
-    def token(self, labels: list[str]) -> str:
-        with self.api() as api:
-            resp = api.post("/api/v1/runner-tokens", json={"labels": labels})
-            assert resp.status_code == 201, resp.text
-            return str(resp.json()["token"])
+        super().__init__(tmp / "home", tmp / "controller.log", env=_env(tmp / "home"))
 
     def queue(self, run_ids: list[int] | None = None) -> list[Any]:
         engine = sa.create_engine(f"sqlite:///{self.home / 'clarity.db'}")
@@ -120,7 +61,7 @@ class Runner:
         self.controller, self.name = controller, name
         self.state = tmp / f"state-{name}"
         self.log = tmp / f"runner-{name}.log"
-        self.args = ["--token", controller.token(labels), "--name", name, "--labels", ",".join(labels),
+        self.args = ["--token", controller.token(labels=labels), "--name", name, "--labels", ",".join(labels),
                      "--capacity", str(capacity)]
         self.proc: subprocess.Popen[bytes] | None = None
 

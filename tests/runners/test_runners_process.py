@@ -5,9 +5,7 @@ runner's one-line errors, which need no Docker."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -18,9 +16,8 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from tests.e2e.conftest import git
+from tests.processes import ROOT, ControllerProcess, clarity_env, free_port, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
 
 WORKFLOW = """\
 workflow:
@@ -54,58 +51,11 @@ workflow:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLARITY_") or k == "CLARITY_REQUIRE_DOCKER"}
-    env.update(CLARITY_HOME=str(home), CLARITY_PULL="never", CLARITY_REAP_INTERVAL_S="1", PYTHONPATH=str(ROOT))
-    return env
-
-
-class Controller:
+class Controller(ControllerProcess):
     def __init__(self, tmp: Path) -> None:
-        self.home = tmp / "home"
-        self.home.mkdir(parents=True)
-        self.env = _env(self.home)
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tmp / "controller.log"
-        with open(self.log, "w") as out:
-            command = [sys.executable, "-m", "controller.cli", "controller", "--port", str(self.port)]
-            self.proc = subprocess.Popen(command, env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200 and (self.home / "api-key").exists():
-                    return
-            except httpx.TransportError:
-                pass
-            assert self.proc.poll() is None, self.log.read_text()
-            time.sleep(0.1)
-        raise AssertionError("controller did not come up:\n" + self.log.read_text())
-
-    def api(self) -> httpx.Client:
-        key = (self.home / "api-key").read_text().strip()
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=10)
-
-    def token(self, **body: Any) -> str:
-        with self.api() as api:
-            resp = api.post("/api/v1/runner-tokens", json=body)
-            assert resp.status_code == 201, resp.text
-            return str(resp.json()["token"])
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        home = tmp / "home"
+        super().__init__(home, tmp / "controller.log", env=clarity_env(home, CLARITY_REAP_INTERVAL_S="1"))
+        self.start()
 
 
 @pytest.fixture
@@ -136,16 +86,16 @@ def test_not_registered_and_no_token(tmp_path: Path) -> None:
             f"rc = c.main(['runner', '--controller', 'http://127.0.0.1:9', '--state-dir', {str(tmp_path)!r}]); "
             "loaded = sorted(m for m in set(sys.modules) - before if m.startswith('controller')); "
             "print(rc, loaded)")
-    done = subprocess.run([sys.executable, "-c", code], env=_env(tmp_path / "home"), capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", code], env=clarity_env(tmp_path / "home"), capture_output=True, text=True,
                           timeout=60, cwd=ROOT)
     assert done.stdout.strip() == "2 []", done.stdout + done.stderr  # nothing more of the controller was loaded
     assert "this runner is not registered" in done.stderr and "clarity runner-token create" in done.stderr
 
 
 def test_unreachable_controller_is_retried_and_said(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "runner.main", "--controller", f"http://127.0.0.1:{_free_port()}",
+    proc = subprocess.Popen([sys.executable, "-m", "runner.main", "--controller", f"http://127.0.0.1:{free_port()}",
                              "--token", "clrt_x", "--state-dir", str(tmp_path / "state")],
-                            env=_env(tmp_path / "home"), stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                            env=clarity_env(tmp_path / "home"), stderr=subprocess.PIPE, text=True, cwd=ROOT)
     time.sleep(2.5)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
@@ -176,14 +126,6 @@ def trigger(api: httpx.Client, workflow: str, **inputs: str) -> int:
 
 
 REPOS: list[Path] = []
-
-
-def wait_until(predicate: Any, what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
-    return value
 
 
 @pytest.mark.docker
