@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import socket
+import ssl
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,13 @@ def _serve(args: argparse.Namespace, builtin_runner: bool) -> int:
     settings = settings.with_(host=args.host or settings.host, port=args.port or settings.port)
     configure(settings.log_format)
     _check_port(settings.host, settings.port)
+    if settings.tls_cert_file is not None:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                settings.tls_cert_file, settings.tls_key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise _user_error(f"cannot serve HTTPS with {settings.tls_cert_file} and {settings.tls_key_file}: "
+                              f"{getattr(exc, 'strerror', None) or exc} (a PEM certificate and its own private key)") from None
     app = create_app(settings, builtin_runner=builtin_runner)
     keys = app.state.services.keys
     if not keys.list():  # the first start: make the admin key the command line will use
@@ -63,11 +71,14 @@ def _serve(args: argparse.Namespace, builtin_runner: bool) -> int:
               f"  {secret}", file=sys.stderr)
     url_file = settings.home / URL_FILE  # so the CLI on this machine finds it without --controller
     url_file.parent.mkdir(parents=True, exist_ok=True)
-    url_file.write_text(f"http://{'127.0.0.1' if settings.host in ('0.0.0.0', '::') else settings.host}:{settings.port}\n")
-    print(f"clarity: controller on http://{settings.host}:{settings.port} "
+    url_file.write_text(f"{settings.scheme}://{'127.0.0.1' if settings.host in ('0.0.0.0', '::') else settings.host}"
+                        f":{settings.port}\n")
+    print(f"clarity: controller on {settings.scheme}://{settings.host}:{settings.port} "
           f"({'with' if builtin_runner else 'without'} the built-in runner; API docs: /api/v1/docs)", file=sys.stderr)
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None, access_log=False,
-                timeout_graceful_shutdown=30)
+                timeout_graceful_shutdown=30,
+                ssl_certfile=None if settings.tls_cert_file is None else str(settings.tls_cert_file),
+                ssl_keyfile=None if settings.tls_key_file is None else str(settings.tls_key_file))
     return 0
 
 

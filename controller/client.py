@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,12 @@ class Client:
     def __init__(self, base_url: str, api_key: str | None, timeout_s: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s)
+        ca_file = os.environ.get("CLARITY_CA_FILE")  # a controller served over HTTPS with a private CA
+        try:
+            verify: Any = ssl.create_default_context(cafile=ca_file) if ca_file else True
+        except (OSError, ssl.SSLError) as exc:
+            raise ClientError(f"CLARITY_CA_FILE={ca_file}: {getattr(exc, 'strerror', None) or exc}") from None
+        self.http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout_s, verify=verify)
 
     def call(self, method: str, path: str, json: Any = None, params: dict[str, Any] | None = None) -> Any:
         try:

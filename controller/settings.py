@@ -56,6 +56,13 @@ def _text(name: str, raw: Any) -> str:
     return str(raw)
 
 
+def _file(name: str, raw: Any) -> Path:
+    path = Path(str(raw)).expanduser()
+    if not path.is_file():
+        raise SettingsError(f"{name}={str(raw)!r}: no such file")
+    return path
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -75,6 +82,14 @@ class Settings:
     """How long a runner's lease on a task lives without a heartbeat."""
     log_format: str = "console"
     """Controller logs: console (for people) or json (for log collectors)."""
+    tls_cert_file: Path | None = None
+    """Serve HTTPS with this certificate (PEM, chain included); needs `tls_key_file`."""
+    tls_key_file: Path | None = None
+    """The private key (PEM) of `tls_cert_file`."""
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert_file else "http"
 
     @property
     def cache(self) -> Path:
@@ -123,7 +138,16 @@ class Settings:
             reap_interval_s=get("reap_interval_s", _seconds, 5.0),
             lease_s=get("lease_s", _seconds, 30.0),
             log_format=get("log_format", _choice("console", "json"), "console"),
-        )
+            tls_cert_file=get("tls_cert_file", _file, None),
+            tls_key_file=get("tls_key_file", _file, None),
+        )._checked()
+
+    def _checked(self) -> Settings:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            given, missing = ("tls_cert_file", "tls_key_file") if self.tls_cert_file else ("tls_key_file", "tls_cert_file")
+            raise SettingsError(f"{given} is set but {missing} is not: HTTPS needs both the certificate and its key "
+                                f"(CLARITY_TLS_CERT_FILE, CLARITY_TLS_KEY_FILE)")
+        return self
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)

@@ -6,19 +6,25 @@ the agent treats like any other error: it backs off and tries again. Every call 
 it is: logs and finish are idempotent on the controller.
 
 A runner authenticates with its own credential, got once by `register` for a one-time
-registration token.
+registration token. The controller authenticates itself on every answer (`runner.signature`): a
+lease, a heartbeat, a lost lease or artifacts that are not signed with the key of that credential
+are not acted on (`Unverified`, a ControllerError like any other). `https://` controllers are
+checked against the system's CAs, or against `ca_file` (a private CA, or the controller's own
+self-signed certificate).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import ssl
 import tarfile
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Sequence
 
 import httpx
 
+from runner import signature
 from runner.protocol import PROTOCOL_VERSION, Beat, Lease, LeaseLost, LogLine
 from runner.spec import TaskResult
 
@@ -34,6 +40,48 @@ class ControllerError(Exception):
         self.status, self.code = status, code
 
 
+class Unverified(ControllerError):
+    """An answer that does not carry the signature of the controller this runner registered with."""
+
+
+class Untrusted(ControllerError):
+    """An `https://` controller whose certificate does not check out against the CAs given."""
+
+
+SIGNED = (200, 201, 204, 409)  # the answers a runner acts on; errors are errors whoever sends them
+
+
+def tls(ca_file: str | os.PathLike[str] | None) -> ssl.SSLContext | bool:
+    """What httpx verifies an `https://` controller with: the system's CAs, or those of `ca_file`.
+    A ValueError names a CA file that cannot be read."""
+    if ca_file is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=os.fspath(ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"CA file {os.fspath(ca_file)}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _exchange(http: httpx.Client, method: str, url: str, key: bytes, *, headers: Mapping[str, str],
+              base_url: str, **kw: Any) -> httpx.Response:
+    """Send one call with a fresh nonce; the answer, once its signature checks out."""
+    nonce = signature.new_nonce()
+    try:
+        resp = http.request(method, url, headers={**headers, signature.NONCE_HEADER: nonce}, **kw)
+    except httpx.HTTPError as exc:
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            raise Untrusted(f"controller {base_url}: {exc} (its TLS certificate is not trusted: pass its CA with "
+                            f"--ca-file, or check the address)") from exc
+        raise ControllerError(f"controller {base_url} unreachable: {exc}") from exc
+    if resp.status_code in SIGNED:
+        verb = httpx.URL(url).path.rsplit("/api/v1/runner/", 1)[-1]
+        if not signature.verify(key, method, verb, nonce, resp.status_code, resp.content,
+                                resp.headers.get(signature.SIGNATURE_HEADER)):
+            raise Unverified(f"the answer of {base_url} to {verb} is not signed by the controller this runner "
+                             f"registered with (another server at that address, or something in between?)")
+    return resp
+
+
 class UnsafeArchive(ValueError):
     """A downloaded artifacts archive with a member that would land outside its directory."""
 
@@ -43,7 +91,8 @@ class TokenRefused(ControllerError):
 
 
 def register(base_url: str, token: str, *, name: str, labels: Sequence[str] | None, capacity: int,
-             version: str | None, timeout: float = 10.0, client: httpx.Client | None = None) -> Mapping[str, Any]:
+             version: str | None, timeout: float = 10.0, client: httpx.Client | None = None,
+             verify: ssl.SSLContext | bool = True) -> Mapping[str, Any]:
     """Trade a one-time registration token for this runner's credential: the controller's answer,
     `{credential, runner}`. TokenRefused for a bad token; ControllerError for anything else."""
     body: dict[str, Any] = {"token": token, "name": name, "capacity": capacity, "version": version}
@@ -51,11 +100,10 @@ def register(base_url: str, token: str, *, name: str, labels: Sequence[str] | No
         body["labels"] = list(labels)
     url = f"{base_url.rstrip('/')}/api/v1/runner/register"
     owned = client is None
-    http = client or httpx.Client(timeout=timeout)
+    http = client or httpx.Client(timeout=timeout, verify=verify)
     try:
-        resp = http.post(url, json=body, headers={HEADER: str(PROTOCOL_VERSION)}, timeout=timeout)
-    except httpx.HTTPError as exc:
-        raise ControllerError(f"controller {base_url} unreachable: {exc}") from exc
+        resp = _exchange(http, "POST", url, signature.key_of(token), json=body, headers={HEADER: str(PROTOCOL_VERSION)},
+                         timeout=timeout, base_url=base_url)
     finally:
         if owned:
             http.close()
@@ -69,13 +117,14 @@ def register(base_url: str, token: str, *, name: str, labels: Sequence[str] | No
 
 class HttpPeer:
     def __init__(self, base_url: str, credential: str, timeout: float = 10.0, *,
-                 client: httpx.Client | None = None) -> None:
+                 client: httpx.Client | None = None, verify: ssl.SSLContext | bool = True) -> None:
         """`client`: an httpx client to send with (tests pass Starlette's TestClient); its own
-        base URL is then ignored in favour of `base_url`."""
+        base URL is then ignored in favour of `base_url`. `verify`: see `tls`."""
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.headers = {"Authorization": f"Bearer {credential}", HEADER: str(PROTOCOL_VERSION)}
-        self._client = client or httpx.Client(timeout=timeout)
+        self._key = signature.key_of(credential)
+        self._client = client or httpx.Client(timeout=timeout, verify=verify)
         self._owned = client is None
 
     def hello(self) -> dict[str, Any]:
@@ -122,11 +171,9 @@ class HttpPeer:
                            "artifacts download")
         unpack(resp.content, dest)
 
-    def _send(self, method: str, url: str, **kw: Any) -> httpx.Response:
-        try:
-            return self._client.request(method, url, timeout=max(self.timeout, 60.0), **kw)
-        except httpx.HTTPError as exc:
-            raise ControllerError(f"controller {self.base_url} unreachable: {exc}") from exc
+    def _send(self, method: str, url: str, *, headers: Mapping[str, str], **kw: Any) -> httpx.Response:
+        return _exchange(self._client, method, url, self._key, headers=headers, base_url=self.base_url,
+                         timeout=max(self.timeout, 60.0), **kw)
 
     def close(self) -> None:
         if self._owned:
@@ -134,10 +181,8 @@ class HttpPeer:
 
     def _post(self, verb: str, body: dict[str, Any], timeout: float | None = None) -> httpx.Response:
         url = f"{self.base_url}/api/v1/runner/{verb}"
-        try:
-            resp = self._client.post(url, json=body, headers=self.headers, timeout=timeout or self.timeout)
-        except httpx.HTTPError as exc:
-            raise ControllerError(f"controller {self.base_url} unreachable: {exc}") from exc
+        resp = _exchange(self._client, "POST", url, self._key, json=body, headers=self.headers,
+                         timeout=timeout or self.timeout, base_url=self.base_url)
         return self._check(resp, verb)
 
     @staticmethod

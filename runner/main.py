@@ -28,7 +28,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Callable, Sequence
 
-from runner.client import ControllerError, HttpPeer, TokenRefused, register
+from runner.client import ControllerError, HttpPeer, TokenRefused, Untrusted, Unverified, register, tls
 
 log = logging.getLogger("clarity.runner")
 
@@ -48,13 +48,15 @@ class State:
     controller: str
     name: str
     credential: str
+    ca_file: str | None = None  # the CA an https:// controller's certificate is checked against
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump({"controller": self.controller, "name": self.name, "credential": self.credential}, f)
+            json.dump({"controller": self.controller, "name": self.name, "credential": self.credential,
+                       "ca_file": self.ca_file}, f)
             f.write("\n")
         os.chmod(tmp, 0o600)
         os.replace(tmp, path)
@@ -63,7 +65,9 @@ class State:
     def load(cls, path: Path) -> State | None:
         try:
             data = json.loads(path.read_text())
-            return cls(str(data["controller"]), str(data["name"]), str(data["credential"]))
+            ca_file = data.get("ca_file")
+            return cls(str(data["controller"]), str(data["name"]), str(data["credential"]),
+                       None if ca_file is None else str(ca_file))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -102,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "(default: the token's labels)")
     p.add_argument("--capacity", type=int, metavar="N", help="tasks run at once (default: 2, or as registered)")
     p.add_argument("--name", metavar="NAME", help="the runner's name, set at registration (default: the host name)")
+    p.add_argument("--ca-file", metavar="PATH", default=os.environ.get("CLARITY_CA_FILE"),
+                   help="CA certificate(s) to check an https:// controller against, e.g. its self-signed "
+                        "certificate (default: CLARITY_CA_FILE, or the one registered with, or the system's CAs)")
     p.add_argument("--state-dir", metavar="DIR", type=Path,
                    help="credential, work and cache directory (default: CLARITY_RUNNER_HOME or "
                         "~/.local/share/clarity-runner)")
@@ -117,7 +124,7 @@ def _with_retry(what: str, url: str, call: Callable[[], Any], stop: threading.Ev
     while True:
         try:
             return call()
-        except TokenRefused:
+        except (TokenRefused, Unverified, Untrusted):
             raise
         except ControllerError as exc:
             if exc.status is not None and exc.status < 500:
@@ -142,16 +149,18 @@ def connect(args: argparse.Namespace, state_dir: Path, stop: threading.Event) ->
                               "with `clarity runner-token create`")
         name = args.name or socket.gethostname().split(".")[0] or "runner"
         controller = args.controller.rstrip("/")
+        ca_file = str(Path(args.ca_file).expanduser().resolve()) if args.ca_file else None
+        verify = _verify(ca_file)
         try:
             answer = _with_retry("registering", controller, lambda: register(
                 controller, args.token, name=name, labels=_labels(args.labels), capacity=args.capacity or 2,
-                version=version()), stop)
+                version=version(), verify=verify), stop)
         except TokenRefused as exc:
             raise RunnerError(f"the controller refused the registration token: {exc} "
                               "(make a new one with `clarity runner-token create`)") from None
         except ControllerError as exc:
             raise RunnerError(f"registration failed: {exc}") from None
-        state = State(controller, name, str(answer["credential"]))
+        state = State(controller, name, str(answer["credential"]), ca_file)
         state.save(path)
         log.info("registered as %s with %s; credential saved to %s", name, controller, path)
     else:
@@ -163,9 +172,18 @@ def connect(args: argparse.Namespace, state_dir: Path, stop: threading.Event) ->
                               f"(use another --state-dir to register a new runner)")
         if args.token:
             log.info("already registered as %s (%s): --token is not needed and was not used", state.name, path)
-    peer = HttpPeer(state.controller, state.credential)
+        if args.ca_file:
+            ca_file = str(Path(args.ca_file).expanduser().resolve())
+            if ca_file != state.ca_file:
+                state = State(state.controller, state.name, state.credential, ca_file)
+                state.save(path)
+                log.info("CA file for %s is now %s", state.controller, ca_file)
+    peer = HttpPeer(state.controller, state.credential, verify=_verify(state.ca_file))
     try:
         me = _with_retry("checking the credential", state.controller, peer.hello, stop)
+    except Unverified as exc:
+        raise RunnerError(f"{exc}: this runner's credential was not accepted as proof by {state.controller}; "
+                          f"check the address, or remove {path} and register again") from None
     except ControllerError as exc:
         if exc.status == 401:
             raise RunnerError(f"the controller refused this runner's credential ({exc}): the runner may be disabled "
@@ -179,6 +197,13 @@ def connect(args: argparse.Namespace, state_dir: Path, stop: threading.Event) ->
         log.warning("--labels %s ignored: labels are set at registration (%s)", ",".join(wanted),
                     ",".join(registered) or "none")
     return state, me
+
+
+def _verify(ca_file: str | None) -> Any:
+    try:
+        return tls(ca_file)
+    except ValueError as exc:
+        raise RunnerError(f"{exc} (--ca-file)") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -234,7 +259,7 @@ def _run(args: argparse.Namespace, stop: threading.Event) -> int:
         log.info("removed %d leftover container(s) of earlier runs", swept)
     work = state_dir / "work"
     work.mkdir(parents=True, exist_ok=True)
-    peer = HttpPeer(state.controller, state.credential)
+    peer = HttpPeer(state.controller, state.credential, verify=_verify(state.ca_file))
     agent = Agent(peer, backend, work, WorkspaceCache(state_dir / "cache"), name=state.name, labels=labels,
                   slots=slots, poll_s=args.poll, heartbeat_s=CANCEL_CHECK_S)
     _agents.append(agent)

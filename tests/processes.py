@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -47,7 +48,9 @@ class ControllerProcess:
         self.home, self.log, self.command = home, log, command
         self.env = env if env is not None else clarity_env(home)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        cert = self.env.get("CLARITY_TLS_CERT_FILE")  # served over HTTPS: trust its own certificate (or CA)
+        self.verify: Any = ssl.create_default_context(cafile=self.env.get("CLARITY_CA_FILE") or cert) if cert else True
+        self.url = f"{'https' if cert else 'http'}://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -58,7 +61,7 @@ class ControllerProcess:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200 and (self.home / "api-key").exists():
+                if httpx.get(f"{self.url}/healthz", timeout=1, verify=self.verify).status_code == 200 and (self.home / "api-key").exists():
                     return
             except httpx.TransportError:
                 pass
@@ -80,7 +83,8 @@ class ControllerProcess:
         return (self.home / "api-key").read_text().strip()
 
     def api(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.key}"}, timeout=30)
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.key}"}, timeout=30,
+                            verify=self.verify)
 
     def token(self, **body: Any) -> str:
         """A one-time runner registration token."""

@@ -18,6 +18,10 @@ before it reports the task, and reports the answered ref (`controller:<run_id>/<
 result's `artifacts_dir`; the runner of a downstream task downloads them by that ref (`GET`). Both
 need a live lease of the caller; a download, a ref of the lease's run (or one the leased task's
 spec names: a rerun reuses the artifacts of an earlier run).
+
+The controller proves itself in turn: every answer to a runner that sent a `Clarity-Nonce` is
+signed (`Clarity-Signature`, `runner.signature`) with the key of the credential it authenticated,
+or of the registration token; a lost lease (409) too, since a runner stops its task on one.
 """
 
 from __future__ import annotations
@@ -26,17 +30,18 @@ from typing import Any
 
 import structlog
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute
 
 from controller import artifacts
 from controller.api.body import Fields
-from controller.api.errors import BadRequest, Forbidden, Unauthorized
+from controller.api.errors import BadRequest, Forbidden, Unauthorized, error_response
 from controller.api.metrics import Metrics
 from controller.api.routing import ApiRoute, Call, Doc, reply
 from controller.services import Services
 from controller.store.queue import Item
 from controller.store.runners import Runner, Runners, TokenRefused
+from runner import signature
 from runner.protocol import PROTOCOL_VERSION, Lease, LeaseLost, LogLine
 from runner.spec import Outcome, TaskResult
 
@@ -44,6 +49,7 @@ HEADER = "Clarity-Protocol"
 SUPPORTED = (PROTOCOL_VERSION,)
 MAX_WAIT_S = 30.0
 MAX_LINES = 10_000
+CHUNK = 1 << 16
 
 log = structlog.get_logger("clarity.api.runner")
 
@@ -87,7 +93,43 @@ def authenticate_runner(runners: Runners, request: Request) -> Runner:
                                  "ask an admin (`clarity runners list`), or register again with a new token",
                                  invalid=True)
     runners.touch(runner, ip)
+    request.state.sign_key = runner.key
     return runner
+
+
+def _verb(path: str) -> str:
+    """What a signature covers of the path: the verb after `/api/v1/runner/`, whatever prefix a
+    proxy in between adds or strips."""
+    return path.rsplit("/api/v1/runner/", 1)[-1]
+
+
+def _nonce(request: Request) -> str | None:
+    nonce = request.headers.get(signature.NONCE_HEADER)
+    return nonce if nonce is not None and signature.NONCE.fullmatch(nonce) else None
+
+
+def seal(request: Request, response: Response) -> Response:
+    """Sign the answer for a runner that sent a nonce and proved who it is (`sign_key` is set by
+    the authentication of the call); anything else is left as it is."""
+    key, nonce = getattr(request.state, "sign_key", None), _nonce(request)
+    if key and nonce and signature.SIGNATURE_HEADER not in response.headers and hasattr(response, "body"):
+        response.headers[signature.SIGNATURE_HEADER] = signature.sign(
+            key, request.method, _verb(request.url.path), nonce, response.status_code, bytes(response.body))
+    return response
+
+
+def sealed(handler: Any) -> Any:
+    """The handler, its answers signed, a lost lease included (mapped to its 409 here, so that
+    the runner can trust it)."""
+    def run(call: Call) -> Response:
+        try:
+            response = handler(call)
+        except LeaseLost as exc:
+            response = error_response(409, "lease_lost", str(exc))
+        return seal(call.request, response)
+
+    run.__name__, run.__doc__ = handler.__name__, handler.__doc__
+    return run
 
 
 def _own(item: Item, runner: Runner) -> Item:
@@ -152,6 +194,7 @@ def routes(services: Services, metrics: Metrics) -> list[BaseRoute]:
             ip = call.request.client.host if call.request.client else None
             log.warning("runner registration refused", name=name, ip=ip, reason=str(exc))
             raise TokenUnauthorized(str(exc), invalid=True) from None
+        call.request.state.sign_key = signature.key_of(token)
         log.info("runner registered", runner=runner.name, labels=list(runner.labels), capacity=runner.capacity,
                  version=runner.version)
         return reply({"credential": credential, "runner": runner.public()}, 201)
@@ -255,14 +298,28 @@ def routes(services: Services, metrics: Metrics) -> list[BaseRoute]:
         if run_id != item.run_id and ref not in named:
             log.warning("runner asked for artifacts of another run", runner=runner.name, run=item.run_id, ref=ref)
             raise Forbidden(f"lease {item.lease_id} is of run {item.run_id}: no artifacts of another run")
-        if not path.is_file():
-            raise LookupError(f"no artifacts {ref}")
-        return FileResponse(path, media_type="application/gzip")
+        try:
+            f = open(path, "rb")  # one open file, signed then sent: a new upload meanwhile changes neither
+        except FileNotFoundError:
+            raise LookupError(f"no artifacts {ref}") from None
+        headers = {}
+        nonce = _nonce(call.request)
+        if nonce:
+            headers[signature.SIGNATURE_HEADER] = signature.sign(
+                runner.key, "GET", _verb(call.request.url.path), nonce, 200, iter(lambda: f.read(CHUNK), b""))
+            f.seek(0)
+
+        def chunks() -> Any:
+            with f:
+                yield from iter(lambda: f.read(CHUNK), b"")
+
+        return StreamingResponse(chunks(), media_type="application/gzip", headers=headers)
 
     def route(verb: str, handler: Any, doc: Doc) -> ApiRoute:
         # `public`: not an API key; the handler checks the runner's credential (or, for register,
         # the registration token) itself.
-        return ApiRoute("POST", f"/api/v1/runner/{verb}", handler, services, doc, before=check_protocol, public=True)
+        return ApiRoute("POST", f"/api/v1/runner/{verb}", sealed(handler), services, doc, before=check_protocol,
+                        public=True)
 
     auth = "Authenticated with `Authorization: Bearer <runner credential>` (from /api/v1/runner/register)."
     refused = {401: "No runner credential, or a bad one (unknown, or the runner is disabled)"}
@@ -303,7 +360,7 @@ def routes(services: Services, metrics: Metrics) -> list[BaseRoute]:
             "type": "object", "required": ["lease_id", "result"], "properties": {
                 "lease_id": {"type": "string"}, "result": {"type": "object", "description": "runner.spec.TaskResult"}}},
             responses={204: "Recorded", **lost})),
-        ApiRoute("PUT", "/api/v1/runner/artifacts", put_artifacts, services, Doc(
+        ApiRoute("PUT", "/api/v1/runner/artifacts", sealed(put_artifacts), services, Doc(
             "Upload a task's artifacts", description=auth + " The body is a tar.gz of the task's collected "
             "artifacts (paths relative to the workspace), at most `max_body_bytes`; stored for the leased task, "
             "replacing an earlier attempt's. Report the answered ref as the result's `artifacts_dir`.",
@@ -311,7 +368,7 @@ def routes(services: Services, metrics: Metrics) -> list[BaseRoute]:
             query={"lease": "The lease id (required)"},
             responses={201: "{ref}: controller:<run_id>/<task>", 413: "The body is larger than max_body_bytes",
                        **lost}), before=check_protocol, public=True, raw_body=True),
-        ApiRoute("GET", "/api/v1/runner/artifacts", get_artifacts, services, Doc(
+        ApiRoute("GET", "/api/v1/runner/artifacts", sealed(get_artifacts), services, Doc(
             "Download a task's artifacts", description=auth + " The tar.gz stored for `ref`, a ref of the "
             "lease's run (or one named by the leased task's spec).", tag="runner",
             query={"lease": "The lease id (required)", "ref": "controller:<run_id>/<task> (required)"},

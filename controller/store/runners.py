@@ -13,7 +13,7 @@ import hmac
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import sqlalchemy as sa
@@ -78,6 +78,9 @@ class Runner:
     last_seen_at: float | None
     last_ip: str | None
     disabled: bool
+    key: bytes = field(default=b"", repr=False, compare=False)
+    """The sha256 of the credential: what the controller signs its answers to this runner with
+    (`runner.signature`)."""
 
     def public(self) -> dict[str, Any]:
         """What the API shows: never the credential's hash."""
@@ -89,7 +92,8 @@ class Runner:
     def from_row(cls, row: Any) -> Runner:
         return cls(id=row["id"], name=row["name"], prefix=row["prefix"], labels=tuple(row["labels"] or ()),
                    capacity=row["capacity"], version=row["version"], created_at=row["created_at"],
-                   last_seen_at=row["last_seen_at"], last_ip=row["last_ip"], disabled=bool(row["disabled"]))
+                   last_seen_at=row["last_seen_at"], last_ip=row["last_ip"], disabled=bool(row["disabled"]),
+                   key=str(row["hash"]).encode())
 
 
 def _hash(secret: str) -> str:
