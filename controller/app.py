@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("clarity.app")
 
+RETENTION_INTERVAL_S = 3600.0  # how often stored artifacts past their retention are removed
 SHUTDOWN_GRACE_S = 10.0
 """On stop, running tasks of the built-in runner get this long; then they are stopped and run
 again when the controller is back."""
@@ -71,6 +72,10 @@ def create_app(settings: Settings, *, builtin_runner: bool = False) -> Starlette
         reaper = Loop("reaper", settings.reap_interval_s, services.scheduler.reap)
         reaper.start()
         stoppers.append(reaper.stop)
+        if settings.artifact_retention_days > 0:
+            retention = Loop("artifact-retention", RETENTION_INTERVAL_S, lambda: _prune_artifacts(services))
+            retention.start()
+            stoppers.append(retention.stop)
         worker = IntakeWorker(services)
         worker.start()
         stoppers.append(worker.stop)
@@ -99,6 +104,17 @@ def create_app(settings: Settings, *, builtin_runner: bool = False) -> Starlette
                     exception_handlers=api.exception_handlers())
     app.state.services = services
     return app
+
+
+def _prune_artifacts(services: Services) -> int:
+    from controller import artifacts
+
+    settings = services.settings
+    removed = artifacts.prune([settings.home / "artifacts", settings.work_root / "artifacts"],
+                              services.store.finished_at, settings.artifact_retention_days * 86400)
+    if removed:
+        log.info("artifacts removed", runs=removed, older_than_days=settings.artifact_retention_days)
+    return removed
 
 
 def _builtin_runner(services: Services, metrics: Metrics) -> Agent:

@@ -1,13 +1,18 @@
 """Where the controller keeps the artifacts remote runners upload: one tar.gz per task,
 `<home>/artifacts/<run_id>/<task>.tar.gz`, named by a ref `controller:<run_id>/<task>` (what the
-upstream task's `artifacts_dir` then holds, and what a downstream task's `artifacts_in` names)."""
+upstream task's `artifacts_dir` then holds, and what a downstream task's `artifacts_in` names).
+
+Kept `artifact_retention_days` after their run finished (`prune`, from a controller loop), as are
+the built-in runner's collected artifacts (`<home>/work/artifacts/<run_id>/`)."""
 
 from __future__ import annotations
 
 import os
 import re
-import tempfile
+import shutil
+import time
 from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
 
 REF_PREFIX = "controller:"
 _REF = re.compile(r"controller:(\d+)/(.+)")
@@ -36,17 +41,43 @@ def path(home: Path, text: str) -> Path:
     return home / "artifacts" / str(run_id) / f"{'_' if safe in ('', '.', '..') else safe}.tar.gz"
 
 
-def store(home: Path, text: str, data: bytes) -> None:
-    """Write the tar.gz of a ref atomically (a reader sees the old file or the new one, whole)."""
+def incoming(home: Path) -> Path:
+    """Where an upload is streamed to before `adopt` moves it in place (same file system)."""
+    return home / "artifacts" / ".incoming"
+
+
+def adopt(home: Path, text: str, upload: Path) -> None:
+    """Move an uploaded file (in `incoming(home)`) in place as the tar.gz of a ref, atomically."""
     target = path(home, text)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with open(upload, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(upload, target)
+
+
+def prune(roots: Iterable[Path], finished_at: Callable[[Sequence[int]], Mapping[int, float | None]],
+          keep_s: float, now: float | None = None) -> int:
+    """Remove the artifact directories (`<root>/<run_id>`) of runs that finished more than `keep_s`
+    seconds ago, or that no longer exist; the number removed. Uploads left behind by an
+    interrupted request (`.incoming`, older than a day) go too."""
+    now = time.time() if now is None else now
+    removed = 0
+    for root in roots:
+        if not root.is_dir():
+            continue
+        runs = {int(p.name): p for p in root.iterdir() if p.is_dir() and p.name.isdigit()}
+        known = finished_at(sorted(runs))
+        for run_id, directory in runs.items():
+            done = known.get(run_id, 0.0) if run_id in known else 0.0  # no such run: nothing can use them
+            if done is not None and done < now - keep_s:
+                shutil.rmtree(directory, ignore_errors=True)
+                removed += 1
+        stale = root / ".incoming"
+        if stale.is_dir():
+            for leftover in stale.iterdir():
+                try:
+                    if leftover.stat().st_mtime < now - 86400:
+                        leftover.unlink()
+                except OSError:
+                    pass
+    return removed

@@ -44,6 +44,16 @@ def _seconds(name: str, raw: Any) -> float:
     return value
 
 
+def _days(name: str, raw: Any) -> float:
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name}={raw!r}: expected a number of days (0: keep forever)") from None
+    if value < 0:
+        raise SettingsError(f"{name}={raw!r}: expected a number of days, 0 or more (0: keep forever)")
+    return value
+
+
 def _choice(*options: str) -> Callable[[str, Any], str]:
     def parse(name: str, raw: Any) -> str:
         if str(raw) not in options:
@@ -76,6 +86,10 @@ class Settings:
     port: int = 8080
     max_body_bytes: int = 25 * 1024 * 1024
     """Largest webhook delivery or API request body accepted (413 above it)."""
+    max_artifact_bytes: int = 4 * 1024**3
+    """Largest artifacts upload of a remote runner's task (a tar.gz, streamed to disk)."""
+    artifact_retention_days: float = 30.0
+    """How long a run's stored artifacts are kept after it finished (0: forever)."""
     reap_interval_s: float = 5.0
     """How often expired runner leases are taken back."""
     lease_s: float = 30.0
@@ -135,6 +149,8 @@ class Settings:
             host=get("host", _text, "127.0.0.1"),
             port=get("port", _count(1), 8080),
             max_body_bytes=get("max_body_bytes", _count(1024), 25 * 1024 * 1024),
+            max_artifact_bytes=get("max_artifact_bytes", _count(1024), 4 * 1024**3),
+            artifact_retention_days=get("artifact_retention_days", _days, 30.0),
             reap_interval_s=get("reap_interval_s", _seconds, 5.0),
             lease_s=get("lease_s", _seconds, 30.0),
             log_format=get("log_format", _choice("console", "json"), "console"),

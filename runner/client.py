@@ -15,12 +15,14 @@ self-signed certificate).
 
 from __future__ import annotations
 
+import hmac
 import io
 import os
 import ssl
 import tarfile
+import tempfile
 from pathlib import Path, PurePosixPath
-from typing import Any, Mapping, Sequence
+from typing import Any, BinaryIO, Iterator, Mapping, Sequence
 
 import httpx
 
@@ -29,6 +31,7 @@ from runner.protocol import PROTOCOL_VERSION, Beat, Lease, LeaseLost, LogLine
 from runner.spec import TaskResult
 
 HEADER = "Clarity-Protocol"
+CHUNK = 1 << 16
 
 
 class ControllerError(Exception):
@@ -73,8 +76,17 @@ def _exchange(http: httpx.Client, method: str, url: str, key: bytes, *, headers:
             raise Untrusted(f"controller {base_url}: {exc} (its TLS certificate is not trusted: pass its CA with "
                             f"--ca-file, or check the address)") from exc
         raise ControllerError(f"controller {base_url} unreachable: {exc}") from exc
+    return _verified(resp, key, method, url, nonce, base_url)
+
+
+def _verb(url: str) -> str:
+    return httpx.URL(url).path.rsplit("/api/v1/runner/", 1)[-1]
+
+
+def _verified(resp: httpx.Response, key: bytes, method: str, url: str, nonce: str, base_url: str) -> httpx.Response:
+    """The answer, if it is not one a runner acts on or if it carries the controller's signature."""
     if resp.status_code in SIGNED:
-        verb = httpx.URL(url).path.rsplit("/api/v1/runner/", 1)[-1]
+        verb = _verb(url)
         if not signature.verify(key, method, verb, nonce, resp.status_code, resp.content,
                                 resp.headers.get(signature.SIGNATURE_HEADER)):
             raise Unverified(f"the answer of {base_url} to {verb} is not signed by the controller this runner "
@@ -151,25 +163,53 @@ class HttpPeer:
         self._post("finish", {"lease_id": lease_id, "result": result.to_json()})
 
     def put_artifacts(self, lease_id: str, directory: Path) -> str:
-        """Upload `directory` (a task's collected artifacts) as a tar.gz; the ref to report as the
-        result's `artifacts_dir` (`controller:<run_id>/<task>`)."""
-        body = pack(directory)
+        """Upload `directory` (a task's collected artifacts) as a tar.gz, packed into a temporary
+        file and streamed from it; the ref to report as the result's `artifacts_dir`
+        (`controller:<run_id>/<task>`)."""
         url = f"{self.base_url}/api/v1/runner/artifacts"
-        headers = {**self.headers, "Content-Type": "application/gzip"}
-        resp = self._check(self._send("PUT", url, params={"lease": lease_id}, content=body, headers=headers),
-                           "artifacts upload")
+        with tempfile.TemporaryFile() as body:
+            pack_into(directory, body)
+            size = body.tell()
+            body.seek(0)
+            headers = {**self.headers, "Content-Type": "application/gzip", "Content-Length": str(size)}
+            resp = self._check(self._send("PUT", url, params={"lease": lease_id}, headers=headers,
+                                          content=iter(lambda: body.read(CHUNK), b"")), "artifacts upload")
         ref = self._json(resp).get("ref")
         if not isinstance(ref, str):
             raise ControllerError("controller answered the artifacts upload without a ref")
         return ref
 
     def get_artifacts(self, lease_id: str, ref: str, dest: Path) -> None:
-        """Download the artifacts of `ref` and unpack them into `dest` (created). UnsafeArchive for
-        a member with an absolute path, `..`, a link leading out of `dest`, or a device."""
+        """Download the artifacts of `ref` into a temporary file (its signature checked on the
+        way) and unpack them into `dest` (created). UnsafeArchive for a member with an absolute
+        path, `..`, a link leading out of `dest`, or a device."""
         url = f"{self.base_url}/api/v1/runner/artifacts"
-        resp = self._check(self._send("GET", url, params={"lease": lease_id, "ref": ref}, headers=self.headers),
-                           "artifacts download")
-        unpack(resp.content, dest)
+        nonce = signature.new_nonce()
+        with tempfile.TemporaryFile() as body:
+            try:
+                with self._client.stream("GET", url, params={"lease": lease_id, "ref": ref},
+                                         headers={**self.headers, signature.NONCE_HEADER: nonce},
+                                         timeout=max(self.timeout, 60.0)) as resp:
+                    if resp.status_code != 200:
+                        resp.read()
+                        _verified(resp, self._key, "GET", url, nonce, self.base_url)
+                        self._check(resp, "artifacts download")
+                        raise ControllerError(f"controller answered {resp.status_code} to artifacts download")
+
+                    def chunks() -> Iterator[bytes]:
+                        for chunk in resp.iter_bytes(CHUNK):
+                            body.write(chunk)
+                            yield chunk
+
+                    got = signature.sign(self._key, "GET", _verb(url), nonce, 200, chunks())
+                    sent = resp.headers.get(signature.SIGNATURE_HEADER) or ""
+                    if not hmac.compare_digest(got.encode(), sent.strip().encode()):
+                        raise Unverified(f"the artifacts {ref} sent by {self.base_url} are not signed by the controller "
+                                         "this runner registered with")
+            except httpx.HTTPError as exc:
+                raise ControllerError(f"controller {self.base_url} unreachable: {exc}") from exc
+            body.seek(0)
+            unpack(body, dest)
 
     def _send(self, method: str, url: str, *, headers: Mapping[str, str], **kw: Any) -> httpx.Response:
         return _exchange(self._client, method, url, self._key, headers=headers, base_url=self.base_url,
@@ -208,14 +248,20 @@ class HttpPeer:
 def pack(directory: Path) -> bytes:
     """A tar.gz of the directory's contents (names relative to it; symlinks kept as links)."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for child in sorted(directory.iterdir()):
-            tar.add(child, arcname=child.name)
+    pack_into(directory, buf)
     return buf.getvalue()
 
 
-def unpack(data: bytes, dest: Path) -> None:
-    """Extract a tar.gz into dest, refusing any member that would land (or point) outside it."""
+def pack_into(directory: Path, out: BinaryIO) -> None:
+    """`pack`, written to a file."""
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for child in sorted(directory.iterdir()):
+            tar.add(child, arcname=child.name)
+
+
+def unpack(data: bytes | BinaryIO, dest: Path) -> None:
+    """Extract a tar.gz (bytes or a file) into dest, refusing any member that would land (or point)
+    outside it."""
     dest.mkdir(parents=True, exist_ok=True)
     root = os.path.realpath(dest)
 
@@ -223,7 +269,7 @@ def unpack(data: bytes, dest: Path) -> None:
         real = os.path.realpath(path)
         return real == root or real.startswith(root + os.sep)
 
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+    with tarfile.open(fileobj=io.BytesIO(data) if isinstance(data, bytes) else data, mode="r:gz") as tar:
         members = tar.getmembers()
         for m in members:
             name = PurePosixPath(m.name)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import tempfile
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import anyio.from_thread
 from starlette.requests import Request
 
 from controller.api.errors import BadRequest, PayloadTooLarge
@@ -30,6 +34,47 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"the body is larger than the limit of {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+class Upload:
+    """A request body too large to hold in memory (a route with `upload`), for a handler running
+    in a worker thread: `save` streams it into a file, pulling chunks from the event loop, so that
+    the handler can refuse the caller before a byte is read."""
+
+    def __init__(self, request: Request, limit: int) -> None:
+        self.request, self.limit = request, limit
+
+    def save(self, directory: Path) -> tuple[Path, int]:
+        """The body in a new temporary file in `directory` (the caller moves or deletes it), and
+        its size. PayloadTooLarge past the limit (the partial file is removed)."""
+        declared = self.request.headers.get("content-length")
+        if declared is not None:
+            if not declared.strip().isdigit():
+                raise BadRequest(f"Content-Length is not a number: {declared!r}")
+            if int(declared) > self.limit:
+                raise PayloadTooLarge(f"the body is {int(declared)} bytes; the limit is {self.limit}")
+        stream = self.request.stream().__aiter__()
+
+        async def next_chunk() -> bytes | None:
+            try:
+                return await stream.__anext__()
+            except StopAsyncIteration:
+                return None
+
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=directory, prefix=".upload.", suffix=".tmp")
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while (chunk := anyio.from_thread.run(next_chunk)) is not None:
+                    size += len(chunk)
+                    if size > self.limit:
+                        raise PayloadTooLarge(f"the body is larger than the limit of {self.limit} bytes")
+                    out.write(chunk)
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
+        return Path(name), size
 
 
 def _no_constants(name: str) -> Any:

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from controller.api.auth import authenticate
-from controller.api.body import Fields, parse_object, read_body
+from controller.api.body import Fields, Upload, parse_object, read_body
 from controller.services import Services
 from controller.store.repos import ApiKey
 
@@ -43,6 +43,7 @@ class Call:
     key: ApiKey | None
     body: dict[str, Any]
     raw: bytes = b""  # the body as it came, for a route with `raw_body` (the JSON `body` is then empty)
+    upload: Upload | None = None  # the body, unread, for a route with `upload` (a limit in bytes)
 
     def fields(self) -> Fields:
         return Fields(self.body)
@@ -64,7 +65,7 @@ Handler = Callable[[Call], Response]
 class ApiRoute(Route):
     def __init__(self, method: str, path: str, handler: Handler, services: Services, doc: Doc, *,
                  public: bool = False, reads_body: bool | None = None, raw_body: bool = False,
-                 before: Callable[[Request], None] | None = None) -> None:
+                 upload: int | None = None, before: Callable[[Request], None] | None = None) -> None:
         self.doc, self.public = doc, public
         wants_body = method in ("POST", "PUT", "PATCH") if reads_body is None else reads_body
         limit = services.settings.max_body_bytes
@@ -73,6 +74,8 @@ class ApiRoute(Route):
             if before is not None:
                 before(request)
             key = None if public else await run_in_threadpool(authenticate, services.keys, request)
+            if upload is not None:  # streamed by the handler, after it has checked who is sending
+                return await run_in_threadpool(handler, Call(request, services, key, {}, upload=Upload(request, upload)))
             if raw_body:  # not JSON: handed over as bytes, within the same limit
                 return await run_in_threadpool(handler, Call(request, services, key, {}, await read_body(request, limit)))
             body = parse_object(await read_body(request, limit)) if wants_body else {}

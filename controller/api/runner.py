@@ -276,12 +276,17 @@ def routes(services: Services, metrics: Metrics) -> list[BaseRoute]:
     def put_artifacts(call: Call) -> Response:
         """Store the collected artifacts (a tar.gz) of the task this runner holds the lease of."""
         runner = me(call)
-        item = _own(queue.check(_lease_param(call)), runner)
-        if not call.raw:
-            raise BadRequest("the body is empty: send the artifacts as a tar.gz")
-        ref = artifacts.ref(item.run_id, item.task)
-        artifacts.store(home, ref, call.raw)
-        log.info("artifacts stored", runner=runner.name, run=item.run_id, task=item.task, bytes=len(call.raw))
+        item = _own(queue.check(_lease_param(call)), runner)  # before a byte of the body is read
+        assert call.upload is not None
+        upload, size = call.upload.save(artifacts.incoming(home))
+        try:
+            if size == 0:
+                raise BadRequest("the body is empty: send the artifacts as a tar.gz")
+            ref = artifacts.ref(item.run_id, item.task)
+            artifacts.adopt(home, ref, upload)
+        finally:
+            upload.unlink(missing_ok=True)
+        log.info("artifacts stored", runner=runner.name, run=item.run_id, task=item.task, bytes=size)
         return reply({"ref": ref}, 201)
 
     def get_artifacts(call: Call) -> Response:
@@ -362,12 +367,13 @@ def routes(services: Services, metrics: Metrics) -> list[BaseRoute]:
             responses={204: "Recorded", **lost})),
         ApiRoute("PUT", "/api/v1/runner/artifacts", sealed(put_artifacts), services, Doc(
             "Upload a task's artifacts", description=auth + " The body is a tar.gz of the task's collected "
-            "artifacts (paths relative to the workspace), at most `max_body_bytes`; stored for the leased task, "
+            "artifacts (paths relative to the workspace), at most `max_artifact_bytes`, streamed to disk; stored for "
+            "the leased task, "
             "replacing an earlier attempt's. Report the answered ref as the result's `artifacts_dir`.",
             tag="runner", body={"type": "string", "format": "binary"}, media="application/gzip",
             query={"lease": "The lease id (required)"},
-            responses={201: "{ref}: controller:<run_id>/<task>", 413: "The body is larger than max_body_bytes",
-                       **lost}), before=check_protocol, public=True, raw_body=True),
+            responses={201: "{ref}: controller:<run_id>/<task>", 413: "The body is larger than max_artifact_bytes",
+                       **lost}), before=check_protocol, public=True, upload=services.settings.max_artifact_bytes),
         ApiRoute("GET", "/api/v1/runner/artifacts", sealed(get_artifacts), services, Doc(
             "Download a task's artifacts", description=auth + " The tar.gz stored for `ref`, a ref of the "
             "lease's run (or one named by the leased task's spec).", tag="runner",

@@ -168,6 +168,17 @@ class Store:
             raise NotFound(f"no run {run_id}")
         return RunRow(**row)
 
+    def finished_at(self, run_ids: Sequence[int]) -> dict[int, float | None]:
+        """When each of these runs finished (None: not yet); a run that does not exist is left out."""
+        found: dict[int, float | None] = {}
+        for start in range(0, len(run_ids), 500):
+            chunk = list(run_ids[start:start + 500])
+            with self.engine.connect() as conn:
+                rows = conn.execute(sa.select(tables.runs.c.id, tables.runs.c.finished_at)
+                                    .where(tables.runs.c.id.in_(chunk))).all()
+            found.update({int(r.id): r.finished_at for r in rows})
+        return found
+
     def run_by_dedupe(self, key: str) -> RunRow | None:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(tables.runs).where(tables.runs.c.dedupe_key == key)).mappings().first()

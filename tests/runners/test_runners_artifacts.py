@@ -4,7 +4,9 @@ downloaded by the runner of the downstream one (`/api/v1/runner/artifacts`, `Htt
 from __future__ import annotations
 
 import io
+import os
 import tarfile
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable
@@ -12,7 +14,9 @@ from typing import Callable
 import httpx
 import pytest
 
+from controller import artifacts
 from controller.engine import RunSpec
+from controller.store import tables
 from controller.workflow.compile import GitInfo
 from controller.workflow.lint import lint_text
 from runner.agent import Agent
@@ -119,15 +123,67 @@ def test_upload_download_and_who_may(api: Api, source_repo: Path, tmp_path: Path
     assert put(api, one, first.lease_id, tarball({"x": b"1"})).status_code == 409
 
 
-def test_upload_over_the_size_limit_is_refused(make_api: Callable[..., Api], source_repo: Path) -> None:
-    api = make_api(max_body_bytes=2048)
+def test_uploads_are_streamed_to_disk_within_their_own_limit(make_api: Callable[..., Api], source_repo: Path) -> None:
+    """Artifacts are not held in memory: larger than `max_body_bytes` is fine up to
+    `max_artifact_bytes`; past it, 413 and nothing is left behind, chunked or not."""
+    api = make_api(max_body_bytes=2048, max_artifact_bytes=64 * 1024)
+    home = Path(api.services.settings.home)
     one = register(api, "one")
     start_run(api, source_repo)
     lease = http(api, one).lease("one", ["linux"], 0)
     assert lease is not None
-    resp = put(api, one, lease.lease_id, bytes(4096))
-    assert resp.status_code == 413
-    assert not (Path(api.services.settings.home) / "artifacts").exists()
+    big = tarball({"dist/big.bin": os.urandom(20 * 1024)})  # incompressible: more than max_body_bytes
+    assert len(big) > 2048
+    resp = put(api, one, lease.lease_id, big)
+    assert resp.status_code == 201, resp.text
+    assert artifacts.path(home, resp.json()["ref"]).read_bytes() == big
+
+    too_big = put(api, one, lease.lease_id, os.urandom(65 * 1024))  # by Content-Length
+    assert too_big.status_code == 413 and "65536" in too_big.text  # the limit, said
+    chunked = api.client.put(f"/api/v1/runner/artifacts?lease={lease.lease_id}",
+                             content=iter([os.urandom(32 * 1024) for _ in range(3)]),  # no Content-Length
+                             headers={**PROTO, "Authorization": f"Bearer {one}"})
+    assert chunked.status_code == 413, chunked.text
+    assert artifacts.path(home, resp.json()["ref"]).read_bytes() == big  # the stored one is untouched
+    assert list(artifacts.incoming(home).iterdir()) == []  # no partial upload left behind
+
+    # refused before the body is read: a bad credential, another runner's lease
+    assert put(api, "clrc_bad", lease.lease_id, big).status_code == 401
+    two = register(api, "two")
+    assert put(api, two, lease.lease_id, big).status_code == 409
+    assert list(artifacts.incoming(home).iterdir()) == []
+
+
+def test_stored_artifacts_are_removed_after_the_retention(api: Api, tmp_path: Path) -> None:
+    store = api.services.store
+    home = tmp_path / "home"
+    uploaded, collected = home / "artifacts", home / "work" / "artifacts"
+    now = time.time()
+    ids = {}
+    for name in ("old", "recent", "running"):
+        ids[name] = store.create_run(repo="acme/app", workflow=name, workflow_file=".clarity/ci.yaml", blob_sha=None,
+                                     commit_sha=None, ref=None, event="push", dirty=False, trigger=None,
+                                     tasks=[("a", "alpine")])
+    with store.engine.begin() as conn:
+        for name, finished in (("old", now - 31 * 86400), ("recent", now - 86400), ("running", None)):
+            conn.execute(tables.runs.update().where(tables.runs.c.id == ids[name]).values(finished_at=finished))
+    for run_id in [*ids.values(), 99999]:  # 99999: a run that is gone
+        (uploaded / str(run_id)).mkdir(parents=True)
+        (uploaded / str(run_id) / "a.tar.gz").write_bytes(b"x")
+        (collected / str(run_id) / "a").mkdir(parents=True)
+    incoming = artifacts.incoming(home)
+    incoming.mkdir()
+    (incoming / ".upload.old.tmp").write_bytes(b"x")
+    os.utime(incoming / ".upload.old.tmp", (now - 2 * 86400, now - 2 * 86400))
+    (incoming / ".upload.new.tmp").write_bytes(b"x")
+
+    removed = artifacts.prune([uploaded, collected, home / "nothing-here"], store.finished_at, 30 * 86400, now=now)
+    assert removed == 4  # old and gone, in both places
+    for root in (uploaded, collected):
+        assert sorted(p.name for p in root.iterdir() if p.name != ".incoming") == sorted(
+            str(ids[n]) for n in ("recent", "running"))
+    assert [p.name for p in incoming.iterdir()] == [".upload.new.tmp"]
+    assert artifacts.prune([uploaded, collected], store.finished_at, 30 * 86400, now=now) == 0
 
 
 def test_unpack_refuses_what_would_land_outside(tmp_path: Path) -> None:

@@ -95,7 +95,7 @@ def test_every_answer_a_runner_acts_on_is_signed_with_its_credential(api: Api, s
     assert refused.status_code == 401 and signature.SIGNATURE_HEADER not in refused.headers
 
 
-def test_the_runner_client_checks_every_answer(api: Api, source_repo: Path) -> None:
+def test_the_runner_client_checks_every_answer(api: Api, source_repo: Path, tmp_path: Path) -> None:
     """HttpPeer against the real app: a signed answer is taken; the same answer under another
     runner's key (a server that does not hold this credential) is refused."""
     credential = register(api, "r1")
@@ -113,6 +113,15 @@ def test_the_runner_client_checks_every_answer(api: Api, source_repo: Path) -> N
         impostor.heartbeat(lease.lease_id)
     with pytest.raises(Unverified):
         impostor.lease("r1", ["linux"], 0)
+
+    (tmp_path / "dist").mkdir()
+    (tmp_path / "dist" / "app.bin").write_bytes(b"built")
+    ref = peer.put_artifacts(lease.lease_id, tmp_path / "dist")
+    peer.get_artifacts(lease.lease_id, ref, tmp_path / "got")
+    assert (tmp_path / "got" / "app.bin").read_bytes() == b"built"
+    with pytest.raises(Unverified, match="are not signed by the controller"):
+        impostor.get_artifacts(lease.lease_id, ref, tmp_path / "not-trusted")
+    assert not (tmp_path / "not-trusted").exists()  # nothing unpacked from an answer not proven
 
 
 # --- a server that is not the controller ----------------------------------------------------------
