@@ -59,6 +59,7 @@ def create_app(settings: Settings, *, builtin_runner: bool = False) -> Starlette
     from controller.api.metrics import Metrics
     from controller.intake import IntakeWorker
     from controller.poller import Poller
+    from controller.report import Sender
 
     services = Services.build(settings)
     metrics = Metrics(services.store)  # shared by the API's runner routes and the built-in runner
@@ -76,6 +77,9 @@ def create_app(settings: Settings, *, builtin_runner: bool = False) -> Starlette
             retention = Loop("artifact-retention", RETENTION_INTERVAL_S, lambda: _prune_artifacts(services))
             retention.start()
             stoppers.append(retention.stop)
+        sender = Sender(services.outbox, services.repos, settings, services.reporting.wake)
+        sender.start()
+        stoppers.append(sender.stop)
         worker = IntakeWorker(services)
         worker.start()
         stoppers.append(worker.stop)

@@ -126,6 +126,9 @@ class Scheduler:
         self._locks_guard = threading.Lock()
         self._listeners: dict[int, Listener] = {}
         self._changed = threading.Condition()
+        # Called with a run's id when it is created, starts, and ends (reporting to the forge);
+        # each must return quickly and never raise.
+        self.on_state: list[Callable[[int], None]] = []
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -133,7 +136,7 @@ class Scheduler:
         """The new run's id; None when a run with the same dedupe key exists (made concurrently)."""
         wf = spec.workflow
         try:
-            return self.store.create_run(
+            run_id = self.store.create_run(
                 repo=spec.repo, workflow=wf.name, workflow_file=wf.file, blob_sha=spec.blob_sha,
                 commit_sha=spec.git.sha or None, ref=spec.git.ref or None, event=spec.event, dirty=spec.dirty,
                 trigger=dict(spec.trigger), tasks=[(t.name, t.image) for t in wf.tasks], owner=spec.owner,
@@ -144,6 +147,16 @@ class Scheduler:
             if spec.dedupe_key is None:
                 raise
             return None
+        self.state_changed(run_id)
+        return run_id
+
+    def state_changed(self, run_id: int) -> None:
+        """Tell `on_state` that the run was created, started or ended."""
+        for hook in self.on_state:
+            try:
+                hook(run_id)
+            except Exception:
+                log.exception("run state hook failed", run=run_id)
 
     def watch(self, run_id: int, listener: Listener) -> None:
         self._listeners[run_id] = listener
@@ -159,6 +172,7 @@ class Scheduler:
                 return
             self.store.set_run_state(run_id, "running", started=True)
             log.info("run started", run=run_id, repo=run.repo, workflow=run.workflow_file, sha=run.commit_sha)
+            self.state_changed(run_id)
             for name in loaded.order:
                 reason = when_skip_reason(loaded.tasks[name].when, loaded.ctx)
                 if reason is not None:
@@ -300,6 +314,7 @@ class Scheduler:
                 self.store.set_run_state(run_id, verdict.value, finished=True)
                 log.info("run finished", run=run_id, repo=run.repo, workflow=run.workflow_file, state=verdict.value)
                 self._loaded.pop(run_id, None)
+                self.state_changed(run_id)
         if enqueued:
             self.queue.notify(enqueued)
         with self._changed:
@@ -402,6 +417,7 @@ class Scheduler:
             if row.state not in FINAL_TASK:
                 self.store.update_task(run_id, row.name, state="errored", error=message)
         self.store.set_run_state(run_id, "errored", finished=True)
+        self.state_changed(run_id)
         with self._changed:
             self._changed.notify_all()
 

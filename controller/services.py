@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from controller.engine import Scheduler
+from controller.report import Reporting
 from controller.settings import Settings
 from controller.starter import Starter
+from controller.store.outbox import Outbox
 from controller.store.queue import Queue
 from controller.store.repos import ApiKeys, Repos
 from controller.store.runners import Runners
@@ -25,6 +27,8 @@ class Services:
     mirrors: WorkspaceCache
     starter: Starter
     runners: Runners
+    outbox: Outbox
+    reporting: Reporting
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -33,5 +37,10 @@ class Services:
         runners = Runners(store.engine)
         scheduler = Scheduler(store, queue, can_take=runners.can_take)
         mirrors = WorkspaceCache(settings.cache)
-        return cls(settings=settings, store=store, queue=queue, scheduler=scheduler, repos=Repos(store.engine),
-                   keys=ApiKeys(store.engine), mirrors=mirrors, starter=Starter(scheduler, mirrors), runners=runners)
+        repos, outbox = Repos(store.engine), Outbox(store.engine)
+        reporting = Reporting(store, repos, outbox, settings)
+        scheduler.on_state.append(reporting.run_changed)
+        return cls(settings=settings, store=store, queue=queue, scheduler=scheduler, repos=repos,
+                   keys=ApiKeys(store.engine), mirrors=mirrors,
+                   starter=Starter(scheduler, mirrors, on_skip=reporting.skipped), runners=runners, outbox=outbox,
+                   reporting=reporting)

@@ -66,6 +66,13 @@ def _text(name: str, raw: Any) -> str:
     return str(raw)
 
 
+def _url(name: str, raw: Any) -> str:
+    text = str(raw).rstrip("/")
+    if not text.startswith(("http://", "https://")):
+        raise SettingsError(f"{name}={str(raw)!r}: expected an http:// or https:// URL")
+    return text
+
+
 def _file(name: str, raw: Any) -> Path:
     path = Path(str(raw)).expanduser()
     if not path.is_file():
@@ -96,6 +103,8 @@ class Settings:
     """How long a runner's lease on a task lives without a heartbeat."""
     log_format: str = "console"
     """Controller logs: console (for people) or json (for log collectors)."""
+    public_url: str = ""
+    """The controller's URL as users reach it, for the links in forge statuses (default: from host and port)."""
     tls_cert_file: Path | None = None
     """Serve HTTPS with this certificate (PEM, chain included); needs `tls_key_file`."""
     tls_key_file: Path | None = None
@@ -104,6 +113,14 @@ class Settings:
     @property
     def scheme(self) -> str:
         return "https" if self.tls_cert_file else "http"
+
+    @property
+    def base_url(self) -> str:
+        """`public_url`, or the URL this controller listens on."""
+        if self.public_url:
+            return self.public_url
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"{self.scheme}://{host}:{self.port}"
 
     @property
     def cache(self) -> Path:
@@ -154,11 +171,13 @@ class Settings:
             reap_interval_s=get("reap_interval_s", _seconds, 5.0),
             lease_s=get("lease_s", _seconds, 30.0),
             log_format=get("log_format", _choice("console", "json"), "console"),
+            public_url=get("public_url", _url, ""),
             tls_cert_file=get("tls_cert_file", _file, None),
             tls_key_file=get("tls_key_file", _file, None),
         )._checked()
 
     def _checked(self) -> Settings:
+
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             given, missing = ("tls_cert_file", "tls_key_file") if self.tls_cert_file else ("tls_key_file", "tls_cert_file")
             raise SettingsError(f"{given} is set but {missing} is not: HTTPS needs both the certificate and its key "

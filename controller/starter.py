@@ -13,9 +13,10 @@ import subprocess
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import sqlalchemy as sa
+import yaml
 import structlog
 
 from controller.engine import RunSpec, Scheduler
@@ -54,8 +55,11 @@ def _git(mirror: Path, *args: str) -> str:
 
 
 class Starter:
-    def __init__(self, scheduler: Scheduler, mirrors: WorkspaceCache) -> None:
+    def __init__(self, scheduler: Scheduler, mirrors: WorkspaceCache,
+                 on_skip: Callable[[RepoRow, str, str, str], None] | None = None) -> None:
         self.scheduler, self.mirrors = scheduler, mirrors
+        # (repo, sha, workflow name, why): a workflow that does not run for a commit
+        self.on_skip = on_skip
         self._linted: dict[tuple[str, str], tuple[Workflow | None, list[Diagnostic]]] = {}
         self._lint_lock = threading.Lock()
 
@@ -116,8 +120,7 @@ class Starter:
                 raise StartError(str(exc2)) from None
         if message is None:
             message = _git(mirror, "log", "-1", "--format=%B", sha).strip()
-        if kind in ("push", "tag", "pull_request") and skip_ci(message):
-            return Outcome(skipped={"*": "the commit message asks to skip CI"})
+        skipping = kind in ("push", "tag", "pull_request") and skip_ci(message)
         if changed is None and before and not is_zero_sha(before):
             try:
                 changed = tuple(_git(mirror, "diff", "--name-only", before, sha).split())
@@ -137,22 +140,30 @@ class Starter:
             dedupe = f"{repo.id}:{kind}:{ref}:{sha}:{path}" if once else None
             wf, diagnostics = self._lint(blob, path, text)
             errors = [d for d in diagnostics if d.severity == "error"]
+            if (wf is None or errors) and skipping:
+                result.skipped[path] = "the commit message asks to skip CI"
+                continue
             if wf is None or errors:  # a failed run that carries the lint messages: the author sees why
                 if not self._seen(dedupe):
                     try:
-                        result.runs.append(self.scheduler.store.create_run(
-                            repo=repo.name, workflow=path, workflow_file=path, blob_sha=blob, commit_sha=sha,
+                        failed = self.scheduler.store.create_run(
+                            repo=repo.name, workflow=_name_of(text) or path, workflow_file=path, blob_sha=blob, commit_sha=sha,
                             ref=ref, event=kind, dirty=False, trigger=trigger, tasks=[], repo_id=repo.id,
                             dedupe_key=dedupe, state="failed", message="\n".join(d.format() for d in errors),
                             workflow_text=text,
-                        ))
+                        )
                     except sa.exc.IntegrityError:
                         pass  # made concurrently by another delivery of the same push
+                    else:
+                        result.runs.append(failed)
+                        self.scheduler.state_changed(failed)
                 continue
             if only is None:
-                reason = why_not(wf, kind, branch, tag, changed)
+                reason = "the commit message asks to skip CI" if skipping else why_not(wf, kind, branch, tag, changed)
                 if reason is not None:
                     result.skipped[path] = reason
+                    if self.on_skip is not None:
+                        self.on_skip(repo, sha, wf.name, reason)
                     continue
             if self._seen(dedupe):
                 result.skipped[path] = "a run for this commit exists already"
@@ -170,6 +181,8 @@ class Starter:
             log.info("run created", run=run_id, repo=repo.name, workflow=path, sha=sha, kind=kind)
             self.scheduler.start(run_id)
             result.runs.append(run_id)
+        if skipping and not result.runs:
+            result.skipped["*"] = "the commit message asks to skip CI"
         return result
 
     def _lint(self, blob: str, path: str, text: str) -> tuple[Workflow | None, list[Diagnostic]]:
@@ -187,3 +200,17 @@ class Starter:
 
     def _seen(self, dedupe: str | None) -> bool:
         return dedupe is not None and self.scheduler.store.run_by_dedupe(dedupe) is not None
+
+
+def _name_of(text: str) -> str | None:
+    """The `workflow.name` of a file that does not lint, when it can still be read: its runs then
+    report under the same forge context as the good ones (a required check sees the failure)."""
+    try:
+        if any(isinstance(event, yaml.AliasEvent) for event in yaml.parse(text, Loader=yaml.SafeLoader)):
+            return None  # not expanded here: the linter guards against alias bombs, this does not
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    name = data.get("workflow", {}).get("name") if isinstance(data, dict) and isinstance(data.get("workflow"), dict) \
+        else None
+    return name if isinstance(name, str) and name.strip() else None

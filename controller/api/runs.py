@@ -78,10 +78,12 @@ def list_runs(call: Call) -> Response:
 
 
 def get_run(call: Call) -> Response:
-    """A run with its tasks."""
+    """A run with its tasks, and what was reported to the forge for it."""
     store = call.services.store
     run = store.get_run(call.param("id"))
-    return reply(run_json(run, store.list_tasks(run.id)))
+    data = run_json(run, store.list_tasks(run.id))
+    data["reports"] = [row.public() for row in call.services.outbox.for_run(run.id)]
+    return reply(data)
 
 
 def get_logs(call: Call) -> Response:

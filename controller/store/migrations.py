@@ -172,9 +172,44 @@ def _v2_controller(conn: sa.Connection) -> None:
     conn.execute(sa.text("CREATE UNIQUE INDEX ix_runs_dedupe_key ON runs (dedupe_key)"))
 
 
+def _v3_reporting(conn: sa.Connection) -> None:
+    """Results back to the forge: per-repository forge API settings, git notes, and the outbox of
+    statuses and notes to send."""
+    m = sa.MetaData()
+    sa.Table("repos", m, sa.Column("id", sa.Integer, primary_key=True))  # for the foreign keys
+    sa.Table("runs", m, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table(
+        "outbox", m,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("kind", sa.Text, nullable=False),
+        sa.Column("key", sa.Text, nullable=False, unique=True),
+        sa.Column("repo_id", sa.Integer, sa.ForeignKey("repos.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id", ondelete="SET NULL")),
+        sa.Column("payload", sa.JSON, nullable=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("sent_version", sa.Integer, nullable=False),
+        sa.Column("handle", sa.Text),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("next_at", sa.Float, nullable=False),
+        sa.Column("claimed_until", sa.Float),
+        sa.Column("last_error", sa.Text),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("updated_at", sa.Float, nullable=False),
+        sa.Column("sent_at", sa.Float),
+        sa.Index("ix_outbox_next_at", "next_at"),
+    )
+    m.tables["outbox"].create(conn)
+    for column, kind in (("forge_url", "TEXT"), ("forge_token", "TEXT"), ("forge_token_file", "TEXT"),
+                         ("github_app_id", "INTEGER"), ("github_app_key_file", "TEXT"),
+                         ("github_installation_id", "INTEGER"), ("status_context", "TEXT"),
+                         ("notes", "BOOLEAN NOT NULL DEFAULT FALSE")):
+        conn.execute(sa.text(f"ALTER TABLE repos ADD COLUMN {column} {kind}"))
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _v1_initial),
     (2, _v2_controller),
+    (3, _v3_reporting),
 ]
 
 

@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -33,13 +33,25 @@ class RepoRow:
     enabled: bool
     created_at: float
     polled_at: float | None
+    forge_url: str | None = None
+    forge_token: str | None = field(default=None, repr=False)  # sealed (controller.secretbox)
+    forge_token_file: str | None = None
+    github_app_id: int | None = None
+    github_app_key_file: str | None = None
+    github_installation_id: int | None = None
+    status_context: str | None = None
+    notes: bool = False
 
     def public(self) -> dict[str, Any]:
-        """What the API shows: never the secret, only whether there is one."""
+        """What the API shows: never a secret, only whether there is one."""
         return {
             "id": self.id, "name": self.name, "url": self.url, "forge": self.forge,
             "webhook_secret_set": bool(self.webhook_secret), "poll_interval_s": self.poll_interval_s,
             "enabled": self.enabled, "created_at": self.created_at, "polled_at": self.polled_at,
+            "forge_url": self.forge_url, "forge_token_set": bool(self.forge_token),
+            "forge_token_file": self.forge_token_file, "github_app_id": self.github_app_id,
+            "github_app_key_file": self.github_app_key_file, "github_installation_id": self.github_installation_id,
+            "status_context": self.status_context, "notes": self.notes,
         }
 
 
@@ -63,13 +75,20 @@ class Repos:
         self.engine = engine
 
     def add(self, *, name: str, url: str, forge: str = "generic", webhook_secret: str | None = None,
-            poll_interval_s: float | None = None) -> RepoRow:
+            poll_interval_s: float | None = None, forge_url: str | None = None, forge_token: str | None = None,
+            forge_token_file: str | None = None, github_app_id: int | None = None,
+            github_app_key_file: str | None = None, github_installation_id: int | None = None,
+            status_context: str | None = None, notes: bool = False) -> RepoRow:
+        """`forge_token` is stored as given: the caller seals it first (controller.secretbox)."""
         with self.engine.begin() as conn:
             if conn.execute(sa.select(tables.repos.c.id).where(tables.repos.c.name == name)).first():
                 raise Conflict(f"repository {name} is registered already")
             conn.execute(tables.repos.insert().values(
                 name=name, url=url, forge=forge, webhook_secret=webhook_secret,
                 poll_interval_s=poll_interval_s, enabled=True, created_at=time.time(),
+                forge_url=forge_url, forge_token=forge_token, forge_token_file=forge_token_file,
+                github_app_id=github_app_id, github_app_key_file=github_app_key_file,
+                github_installation_id=github_installation_id, status_context=status_context, notes=notes,
             ))
         return self.get(name)
 

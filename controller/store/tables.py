@@ -25,6 +25,15 @@ repos = sa.Table(
     sa.Column("enabled", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("polled_at", sa.Float),
+    # v3: results back to the forge
+    sa.Column("forge_url", sa.Text),  # the forge's API base URL; NULL: the forge's default for `url`
+    sa.Column("forge_token", sa.Text),  # sealed (controller.secretbox), never in clear
+    sa.Column("forge_token_file", sa.Text),  # or a file holding the token, read when sending
+    sa.Column("github_app_id", sa.Integer),  # check runs as a GitHub App ...
+    sa.Column("github_app_key_file", sa.Text),  # ... with its private key (PEM) in this file
+    sa.Column("github_installation_id", sa.Integer),  # NULL: looked up
+    sa.Column("status_context", sa.Text),  # NULL: clarity/{workflow}
+    sa.Column("notes", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
 )
 
 repo_refs = sa.Table(
@@ -171,4 +180,26 @@ runners = sa.Table(
     sa.Column("last_seen_at", sa.Float),
     sa.Column("last_ip", sa.Text),
     sa.Column("disabled", sa.Boolean, nullable=False),
+)
+
+outbox = sa.Table(
+    "outbox",  # what is to be sent to a forge, durably: a commit status or a git note (controller.report)
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.Text, nullable=False),  # status | note
+    sa.Column("key", sa.Text, nullable=False, unique=True),  # status:<repo>:<sha>:<context> | note:<run>
+    sa.Column("repo_id", sa.Integer, sa.ForeignKey("repos.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id", ondelete="SET NULL")),
+    sa.Column("payload", sa.JSON, nullable=False),  # the newest state to send: it replaces an unsent older one
+    sa.Column("version", sa.Integer, nullable=False),  # bumped by each new payload
+    sa.Column("sent_version", sa.Integer, nullable=False),  # the version last sent (or given up on)
+    sa.Column("handle", sa.Text),  # the forge's id of what was sent (a GitHub check run), to update it
+    sa.Column("attempts", sa.Integer, nullable=False),  # failed attempts at the current version
+    sa.Column("next_at", sa.Float, nullable=False),  # not before (backoff, Retry-After)
+    sa.Column("claimed_until", sa.Float),  # a sender is at it until then (several controllers)
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("sent_at", sa.Float),
+    sa.Index("ix_outbox_next_at", "next_at"),
 )
