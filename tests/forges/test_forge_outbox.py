@@ -247,3 +247,83 @@ def test_descriptions_fit_the_forge(world: World) -> None:
 
 
 Make = Callable[..., Any]
+
+
+def test_a_github_app_gets_one_check_run_per_run_with_the_tasks_and_the_failing_log(
+        api: Api, fake_forge: FakeForge, tmp_path: Path) -> None:  # noqa: F811
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    (tmp_path / "app.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    fake_forge.add_github_app(4242, key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode(), 7)
+    world = World(api, fake_forge, tmp_path)
+    try:
+        api.services.repos.update(world.repo.name, forge_token_file=None, github_app_id=4242,
+                                  github_app_key_file=str(tmp_path / "app.pem"))
+        sha, [run_id] = world.push()
+        world.send()
+        lease = world.peer.lease("r1", ["linux"], 2)
+        assert lease is not None
+        world.peer.finish(lease.lease_id, TaskResult(Outcome.SUCCEEDED, exit_code=0, started_at=1.0, finished_at=3.5))
+        lease = world.peer.lease("r1", ["linux"], 2)
+        assert lease is not None
+        from runner.protocol import LogLine
+
+        world.peer.logs(lease.lease_id, [LogLine(i, time.time(), f"line {i}") for i in range(1, 31)])
+        world.peer.finish(lease.lease_id, TaskResult(Outcome.FAILED, exit_code=2, started_at=4.0, finished_at=9.0))
+        world.send()
+        runs = [c for c in fake_forge.check_runs.values() if c.head_sha == sha and c.name == "clarity/ci"]
+        assert len(runs) == 1  # created once, then updated
+        [check] = runs
+        assert [method for method, _ in check.calls] == ["POST", "PATCH"]
+        assert check.status == "completed" and check.conclusion == "failure"
+        output = check.calls[-1][1]["output"]
+        assert output["title"] == "Failed: task test (exit 2)"
+        assert "| build | succeeded | 2.5s |" in output["summary"] and "| test | failed | 5.0s |" in output["summary"]
+        assert "line 30" in output["text"] and "line 10" not in output["text"]  # the last 20 lines
+        assert check.calls[-1][1]["details_url"].endswith(f"/api/v1/runs/{run_id}")
+
+        # a re-run on the same commit is a new check run, not an update of the old one
+        world.api.services.reporting.run_changed(run_id)
+        with api.services.store.engine.begin() as conn:
+            conn.execute(tables.outbox.update().values(run_id=None))  # as if another run had reported
+        world.api.services.reporting.run_changed(run_id)
+        world.send()
+        assert len([c for c in fake_forge.check_runs.values() if c.head_sha == sha and c.name == "clarity/ci"]) == 2
+    finally:
+        world.sender.stop()
+
+
+def test_two_controllers_on_one_database_send_each_state_once(make_api: Callable[..., Api], database_url: str,
+                                                               fake_forge: FakeForge, tmp_path: Path) -> None:  # noqa: F811
+    """Two senders (as in two controller replicas) racing over the same outbox: every status
+    reaches the forge once."""
+    import threading
+
+    api = make_api(database_url=database_url)
+    world = World(api, fake_forge, tmp_path)
+    other = Sender(api.services.outbox, api.services.repos, api.services.settings,
+                   make_reporter=lambda target: _reporter(target))
+    try:
+        shas = [world.push()[0] for _ in range(6)]
+        go = threading.Barrier(2)
+
+        def drain(sender: Sender) -> None:
+            go.wait()
+            for _ in range(5):
+                sender.tick()
+
+        threads = [threading.Thread(target=drain, args=(s,)) for s in (world.sender, other)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        for sha in shas:
+            assert world.forge.states("github", sha, "clarity/ci") == ["pending"], sha
+            assert world.forge.states("github", sha, "clarity/release") == ["success"], sha
+    finally:
+        world.sender.stop()
+        other.stop()
