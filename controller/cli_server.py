@@ -153,21 +153,140 @@ def _repo_path(name: str) -> str:
     return "/api/v1/repos/" + name
 
 
+def _read_secret(value: str, option: str) -> str:
+    """`value`, or for "-" the secret from stdin (asked for without echo on a terminal)."""
+    if value != "-":
+        return value
+    if sys.stdin.isatty():
+        import getpass
+
+        secret = getpass.getpass(f"{option}: ")
+    else:
+        secret = sys.stdin.read()
+    secret = secret.strip()
+    if not secret:
+        raise _user_error(f"{option} -: nothing was read from stdin")
+    return secret
+
+
+def _forge_body(args: argparse.Namespace, patch: bool) -> dict[str, Any]:
+    """The forge settings given on the command line, as API fields. With `patch`, an empty text
+    value (and `--poll off`) resets a setting to its default (null)."""
+    body: dict[str, Any] = {}
+
+    def text(field: str, value: str | None) -> None:
+        if value is not None:
+            body[field] = None if patch and value == "" else value
+
+    text("forge_url", args.forge_url)
+    if args.forge_token is not None:
+        body["forge_token"] = _read_secret(args.forge_token, "--forge-token")
+    text("forge_token_file", args.forge_token_file)
+    for field in ("github_app_id", "github_installation_id"):
+        if getattr(args, field) is not None:
+            body[field] = getattr(args, field)
+    text("github_app_key_file", args.github_app_key_file)
+    text("status_context", args.status_context)
+    if args.notes is not None:
+        body["notes"] = args.notes
+    if patch:
+        if args.clear_forge_token:
+            if "forge_token" in body or "forge_token_file" in body:
+                raise _user_error("--clear-forge-token clears the token: not with --forge-token or --forge-token-file")
+            body["forge_token"] = body["forge_token_file"] = None
+        if args.clear_github_app:
+            if any(k.startswith("github_") for k in body):
+                raise _user_error("--clear-github-app: not with --github-app-* options")
+            body["github_app_id"] = None
+    elif args.clear_forge_token or args.clear_github_app:
+        raise _user_error("--clear-forge-token and --clear-github-app are for `clarity repo set`")
+    return body
+
+
+def _webhook_secret(args: argparse.Namespace) -> str | None:
+    secret: str | None = args.webhook_secret
+    if args.webhook_secret_file:
+        try:
+            secret = Path(args.webhook_secret_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise _user_error(f"--webhook-secret-file {args.webhook_secret_file}: {exc.strerror}") from None
+        if not secret:
+            raise _user_error(f"--webhook-secret-file {args.webhook_secret_file}: the file is empty")
+    return secret
+
+
+def _warn(repo: dict[str, Any]) -> None:
+    for warning in repo.get("warnings") or ():
+        print(f"clarity: warning: {warning}", file=sys.stderr)
+
+
+def _show(repo: dict[str, Any]) -> list[tuple[str, str]]:
+    """A repository's settings as (label, value) lines; never a secret, only whether it is set."""
+    if repo.get("forge_token_set"):
+        token = "set (sealed in the controller's database)"
+    elif repo.get("forge_token_file"):
+        token = f"read from {repo['forge_token_file']} (on the controller)"
+    else:
+        token = "not set"
+    app = "none"
+    if repo.get("github_app_id"):
+        installation = repo.get("github_installation_id")
+        app = (f"{repo['github_app_id']}, key {repo.get('github_app_key_file')}, installation "
+               + (str(installation) if installation else "looked up"))
+    poll = repo.get("poll_interval_s")
+    return [
+        ("name", repo["name"]), ("url", repo["url"]), ("forge", repo["forge"]),
+        ("enabled", "yes" if repo.get("enabled") else "no"),
+        ("webhook secret", "set" if repo.get("webhook_secret_set") else "not set"),
+        ("polling", f"every {poll:g}s" if poll else "off"),
+        ("forge API URL", repo.get("forge_url") or "the forge's default"),
+        ("forge token", token),
+        ("GitHub App", app),
+        ("status context", repo.get("status_context") or "clarity/{workflow} (default)"),
+        ("git notes", "on" if repo.get("notes") else "off"),
+    ]
+
+
 def _cmd_repo(args: argparse.Namespace) -> int:
     if args.action == "add":
         if not args.name or not args.url:
             raise _user_error("repo add needs NAME (owner/repo) and --url URL")
-        secret = args.webhook_secret
-        if args.webhook_secret_file:
-            try:
-                secret = Path(args.webhook_secret_file).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise _user_error(f"--webhook-secret-file {args.webhook_secret_file}: {exc.strerror}") from None
-        body = {"name": args.name, "url": args.url, "forge": args.forge, "webhook_secret": secret,
-                "poll_interval": args.poll}
+        if args.enabled is not None:
+            raise _user_error("--enable and --disable are for `clarity repo set` (a new repository is enabled)")
+        body = {"name": args.name, "url": args.url, "forge": args.forge or "generic",
+                "webhook_secret": _webhook_secret(args), "poll_interval": args.poll, **_forge_body(args, patch=False)}
         repo = _call(args, "POST", "/api/v1/repos", {k: v for k, v in body.items() if v is not None})
+        _warn(repo)
         print(f"added {repo['name']} ({repo['forge']}, {repo['url']})"
               + (f", polled every {repo['poll_interval_s']:g}s" if repo.get("poll_interval_s") else ""))
+    elif args.action == "set":
+        if not args.name:
+            raise _user_error("repo set needs NAME (owner/repo) and the settings to change")
+        if args.url is not None or args.forge is not None:
+            raise _user_error("repo set cannot change --url or --forge: `clarity repo remove` it and add it again "
+                              "(its past runs stay)")
+        body = _forge_body(args, patch=True)
+        secret = _webhook_secret(args)
+        if secret is not None:
+            body["webhook_secret"] = secret or None
+        if args.poll is not None:
+            body["poll_interval"] = None if args.poll in ("", "off") else args.poll
+        if args.enabled is not None:
+            body["enabled"] = args.enabled
+        if not body:
+            raise _user_error("repo set: nothing to change (see `clarity repo --help`)")
+        repo = _call(args, "PATCH", _repo_path(args.name), body)
+        _warn(repo)
+        print(f"changed {repo['name']}: {', '.join(sorted(body))}")
+    elif args.action == "show":
+        if not args.name:
+            raise _user_error("repo show needs NAME (owner/repo)")
+        repo = _call(args, "GET", _repo_path(args.name))
+        if args.json:
+            print(json.dumps(repo, indent=2))
+        else:
+            for label, value in _show(repo):
+                print(f"{label + ':':<16} {value}")
     elif args.action == "list":
         repos = _call(args, "GET", "/api/v1/repos")
         items = repos["repos"] if isinstance(repos, dict) else repos
@@ -270,14 +389,50 @@ def add_commands(sub: Any) -> None:
     key.add_argument("--role", default="admin", choices=["admin", "read"])
     key.set_defaults(func=_cmd_apikey)
 
-    repo = sub.add_parser("repo", help="repositories a running controller watches")
-    repo.add_argument("action", choices=["add", "list", "remove"])
+    repo = sub.add_parser(
+        "repo", help="repositories a running controller watches",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="add: register a repository; set: change its settings (only the options given); show: its "
+                    "settings (never a secret); list; remove.",
+        epilog="Reporting results to the forge (docs/reporting.md), for --forge github, gitlab or gitea:\n"
+               "  clarity repo add acme/app --url URL --forge github --forge-token - <token.txt\n"
+               "  clarity repo add acme/app --url URL --forge github --forge-token-file /etc/clarity/acme.token\n"
+               "  clarity repo set acme/app --github-app-id 123 --github-app-key-file /etc/clarity/app.pem\n"
+               "A token given with --forge-token is sealed with the controller's key and never shown again.\n"
+               "--forge-token TOKEN is visible to other users in `ps`: prefer --forge-token - (stdin).\n"
+               "With `set`, an empty value ('') resets --forge-url, --forge-token-file, --status-context and\n"
+               "--webhook-secret; --poll off stops polling.")
+    repo.add_argument("action", choices=["add", "set", "show", "list", "remove"])
     repo.add_argument("name", nargs="?", metavar="NAME", help="the forge's owner/repo")
-    repo.add_argument("--url", help="any git URL: https, ssh, file")
-    repo.add_argument("--forge", default="generic", choices=["github", "gitlab", "gitea", "generic"])
+    repo.add_argument("--url", help="any git URL: https, ssh, file (add only)")
+    repo.add_argument("--forge", choices=["github", "gitlab", "gitea", "generic"], help="default: generic (add only)")
     repo.add_argument("--webhook-secret", help="the secret the forge signs deliveries with")
-    repo.add_argument("--webhook-secret-file", metavar="PATH")
-    repo.add_argument("--poll", metavar="DURATION", help="also poll for new commits, e.g. 60s")
+    repo.add_argument("--webhook-secret-file", metavar="PATH", help="a local file holding the webhook secret")
+    repo.add_argument("--poll", metavar="DURATION", help="also poll for new commits, e.g. 60s (set: off to stop)")
+    forge = repo.add_argument_group("reporting results to the forge (github, gitlab, gitea)")
+    forge.add_argument("--forge-url", metavar="URL", help="the forge's API base URL, e.g. https://HOST/api/v3 "
+                       "(default: the forge's own)")
+    forge.add_argument("--forge-token", metavar="TOKEN", help="a token allowed to set commit statuses, sealed "
+                       "in the controller's database; '-' reads it from stdin (a TOKEN on the command line is "
+                       "visible in `ps`)")
+    forge.add_argument("--forge-token-file", metavar="PATH", help="or: an absolute path, on the controller's "
+                       "machine, of a file holding the token; the controller reads it each time it sends")
+    forge.add_argument("--github-app-id", type=int, metavar="N", help="github: report check runs as this GitHub App")
+    forge.add_argument("--github-app-key-file", metavar="PATH", help="the App's private key (PEM): an absolute path "
+                       "on the controller's machine")
+    forge.add_argument("--github-installation-id", type=int, metavar="N", help="the App's installation "
+                       "(default: looked up)")
+    forge.add_argument("--status-context", metavar="TEMPLATE", help="the status' name: fixed, or with the "
+                       "placeholder {workflow} (default: clarity/{workflow})")
+    forge.add_argument("--notes", action=argparse.BooleanOptionalAction, default=None,
+                       help="write each run's result as a git note (refs/notes/clarity) and push it")
+    forge.add_argument("--clear-forge-token", action="store_true", help="set: forget the token (or token file)")
+    forge.add_argument("--clear-github-app", action="store_true", help="set: forget the GitHub App settings")
+    repo.add_argument("--enable", dest="enabled", action="store_const", const=True, default=None,
+                      help="set: run its workflows again")
+    repo.add_argument("--disable", dest="enabled", action="store_const", const=False,
+                      help="set: no runs from webhooks or polling")
+    repo.add_argument("--json", action="store_true", help="show: print the API's JSON")
     _remote(repo)
     repo.set_defaults(func=_cmd_repo)
 
