@@ -61,6 +61,15 @@ def default_api_url(forge: str, url: str) -> str | None:
     return base if forge == "gitlab" else f"{base}/api/v1"
 
 
+def short_ref(ref: str | None) -> str | None:
+    """The branch or tag name of a ref, as GitLab's `ref` wants it (None for other refs: a merge
+    request's head is not a branch)."""
+    for prefix in ("refs/heads/", "refs/tags/"):
+        if ref and ref.startswith(prefix):
+            return ref[len(prefix):]
+    return None
+
+
 def reports_statuses(repo: RepoRow) -> bool:
     return repo.forge in STATUS_FORGES and bool(repo.forge_token or repo.forge_token_file or repo.github_app_id)
 
@@ -190,7 +199,7 @@ class Reporting:
             text = description(run, tasks)
             payload: dict[str, Any] = {
                 "state": state, "context": context_of(repo, run.workflow), "description": text,
-                "target_url": self.run_url(run_id), "sha": run.commit_sha, "repo": repo.name, "ref": run.ref,
+                "target_url": self.run_url(run_id), "sha": run.commit_sha, "repo": repo.name, "ref": short_ref(run.ref),
                 "run_id": run_id}
             if repo.forge == "github" and repo.github_app_id:
                 details = check_details(run, tasks, text, self.store)
@@ -208,7 +217,7 @@ class Reporting:
                 "tasks": [[t.name, t.state, t.duration_s] for t in tasks]})
             self.wake.set()
 
-    def skipped(self, repo: RepoRow, sha: str, workflow: str, reason: str) -> None:
+    def skipped(self, repo: RepoRow, sha: str, ref: str, workflow: str, reason: str) -> None:
         """A workflow that does not run for this commit: a final `skipped` status (success where
         the forge has no such state), so a required check does not wait for it."""
         try:
@@ -220,7 +229,7 @@ class Reporting:
                 return
             self.outbox.put("status", key, repo.id, None, {
                 "state": "skipped", "context": context, "description": f"Skipped: {reason}", "target_url": None,
-                "sha": sha, "repo": repo.name, "ref": None, "run_id": None})
+                "sha": sha, "repo": repo.name, "ref": short_ref(ref), "run_id": None})
             self.wake.set()
         except Exception:
             log.exception("reporting a skipped workflow failed", repo=repo.name, sha=sha, workflow=workflow)

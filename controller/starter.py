@@ -56,9 +56,9 @@ def _git(mirror: Path, *args: str) -> str:
 
 class Starter:
     def __init__(self, scheduler: Scheduler, mirrors: WorkspaceCache,
-                 on_skip: Callable[[RepoRow, str, str, str], None] | None = None) -> None:
+                 on_skip: Callable[[RepoRow, str, str, str, str], None] | None = None) -> None:
         self.scheduler, self.mirrors = scheduler, mirrors
-        # (repo, sha, workflow name, why): a workflow that does not run for a commit
+        # (repo, sha, ref, workflow name, why): a workflow that does not run for a commit
         self.on_skip = on_skip
         self._linted: dict[tuple[str, str], tuple[Workflow | None, list[Diagnostic]]] = {}
         self._lint_lock = threading.Lock()
@@ -163,7 +163,7 @@ class Starter:
                 if reason is not None:
                     result.skipped[path] = reason
                     if self.on_skip is not None:
-                        self.on_skip(repo, sha, wf.name, reason)
+                        self.on_skip(repo, sha, ref, wf.name, reason)
                     continue
             if self._seen(dedupe):
                 result.skipped[path] = "a run for this commit exists already"

@@ -224,6 +224,7 @@ def test_gitlab_statuses_and_a_repeated_transition(api: Api, fake_forge: FakeFor
         world.run_task(Outcome.FAILED, exit_code=1)
         world.send()
         assert world.forge.states("gitlab", sha, "clarity/ci") == ["running", "failed"]
+        assert {s.body.get("ref") for s in world.forge.statuses("gitlab", sha)} == {"main"}  # a branch, not refs/heads/
         assert world.row(sha).last_error is None
     finally:
         world.sender.stop()
