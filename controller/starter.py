@@ -162,7 +162,8 @@ class Starter:
                 reason = "the commit message asks to skip CI" if skipping else why_not(wf, kind, branch, tag, changed)
                 if reason is not None:
                     result.skipped[path] = reason
-                    if self.on_skip is not None:
+                    answers = any(t.type == kind or (t.type == "push" and kind == "tag") for t in wf.triggers)
+                    if self.on_skip is not None and (skipping or answers):  # not for a schedule-only workflow
                         self.on_skip(repo, sha, ref, wf.name, reason)
                     continue
             if self._seen(dedupe):

@@ -143,6 +143,14 @@ def test_a_workflow_filtered_out_gets_a_final_status_so_required_checks_do_not_h
     assert world.forge.states("github", sha, "clarity/release") == ["success"]
     assert world.forge.statuses("github", sha, "clarity/release")[0].body["description"].startswith("Skipped: ")
 
+    (world.src / ".clarity" / "nightly.yaml").write_text(
+        "workflow:\n  name: nightly\n  triggers:\n    - {type: schedule, cron: '0 3 * * *'}\n"
+        "  tasks:\n    - {name: a, image: busybox, commands: ['true']}\n")
+    sha, _ = world.push("a nightly workflow")
+    world.send()
+    assert world.forge.states("github", sha, "clarity/nightly") == []  # no push trigger at all: no status
+    assert world.forge.states("github", sha, "clarity/release") == ["success"]
+
     skipped_sha, runs = world.push("docs only [skip ci]")
     assert runs == []
     world.send()
