@@ -60,6 +60,7 @@ def create_app(settings: Settings, *, builtin_runner: bool = False) -> Starlette
     from controller.intake import IntakeWorker
     from controller.poller import Poller
     from controller.report import Sender
+    from controller.schedules import ScheduleLoop
 
     services = Services.build(settings)
     metrics = Metrics(services.store)  # shared by the API's runner routes and the built-in runner
@@ -80,6 +81,10 @@ def create_app(settings: Settings, *, builtin_runner: bool = False) -> Starlette
         sender = Sender(services.outbox, services.repos, settings, services.reporting.wake)
         sender.start()
         stoppers.append(sender.stop)
+        schedules = ScheduleLoop(services)
+        services.starter.on_push = schedules.on_push
+        schedules.start()
+        stoppers.append(schedules.stop)
         worker = IntakeWorker(services)
         worker.start()
         stoppers.append(worker.stop)

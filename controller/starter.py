@@ -1,6 +1,6 @@
 """Neutral trigger events -> runs: the one write path that creates runs for the controller.
 
-Webhook deliveries, polling and manual triggers all come here. The workflow files are read from
+Webhook deliveries, polling, schedules and manual triggers all come here. The workflow files are read from
 the commit in the controller's mirror (`<sha>:.clarity/*.yaml`), never from a working copy; each
 run records repository, ref, commit, file and blob sha. A run is made at most once per
 (repository, event, ref, commit, file): a delivery seen twice, or a push seen by both a webhook
@@ -9,9 +9,12 @@ and the poller, makes one run.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -21,6 +24,7 @@ import structlog
 
 from controller.engine import RunSpec, Scheduler
 from controller.store.repos import RepoRow
+from controller.store.triggers import Declared, TriggerRow
 from controller.triggers.events import PullRequestEvent, PushEvent, is_zero_sha
 from controller.triggers.manual import resolve_inputs
 from controller.triggers.match import skip_ci, why_not
@@ -32,6 +36,7 @@ from runner.spec import Workspace
 from runner.workspace import WorkspaceCache, WorkspaceError, git_reason
 
 WORKFLOW_DIR = ".clarity"
+DECLARED_TYPES = ("schedule", "webhook", "event", "file_watch")  # triggers that start runs by themselves
 LINT_CACHE = 256
 log = structlog.get_logger("clarity.starter")
 
@@ -60,6 +65,8 @@ class Starter:
         self.scheduler, self.mirrors = scheduler, mirrors
         # (repo, sha, ref, workflow name, why): a workflow that does not run for a commit
         self.on_skip = on_skip
+        # (repo, ref): a push was seen (the schedules re-read a default branch's triggers)
+        self.on_push: Callable[[RepoRow, str], None] | None = None
         self._linted: dict[tuple[str, str], tuple[Workflow | None, list[Diagnostic]]] = {}
         self._lint_lock = threading.Lock()
 
@@ -67,6 +74,8 @@ class Starter:
         if event.deleted or is_zero_sha(event.after):
             return Outcome(skipped={"*": f"{event.ref} was deleted"})
         kind = "tag" if event.is_tag else "push"
+        if self.on_push is not None:
+            self.on_push(repo, event.ref)
         return self._start(repo, sha=event.after, ref=event.ref, kind=kind, branch=event.branch, tag=event.tag,
                            before=event.before, changed=event.changed_files, message=event.message,
                            author=event.author, trigger={**source, "event": kind, "ref": event.ref,
@@ -97,6 +106,52 @@ class Starter:
                            changed=None, message=None, author=by, trigger={"by": by, "event": "manual"},
                            inputs=inputs, only=workflow_file, once=False)
 
+    def declared(self, repo: RepoRow) -> tuple[str, str, list[Declared]]:
+        """The triggers the workflow files declare at the head of the repository's default branch
+        (those that start runs by themselves: schedule, webhook, event, file_watch): (ref, sha,
+        triggers). A file that does not lint declares nothing (its runs on push say why)."""
+        mirror, refs = self._refresh(repo)
+        try:
+            ref = _git(mirror, "symbolic-ref", "HEAD").strip()
+        except StartError:
+            raise StartError(f"{repo.name} has no default branch") from None
+        sha = refs.get(ref)
+        if sha is None:
+            raise StartError(f"{repo.name}: its default branch {ref} has no commit yet")
+        found: list[Declared] = []
+        files = [f for f in _git(mirror, "ls-tree", "--name-only", sha, f"{WORKFLOW_DIR}/").split()
+                 if f.endswith((".yaml", ".yml"))]
+        for path in files:
+            blob = _git(mirror, "rev-parse", f"{sha}:{path}").strip()
+            wf, diagnostics = self._lint(blob, path, _git(mirror, "cat-file", "blob", blob))
+            if wf is None or any(d.severity == "error" for d in diagnostics):
+                continue
+            for position, trig in enumerate(wf.triggers):
+                if trig.type not in DECLARED_TYPES:
+                    continue
+                digest = hashlib.sha256(json.dumps(trig.config, sort_keys=True, default=str).encode()).hexdigest()
+                found.append(Declared(key=f"{repo.id}:{path}:{position}:{trig.type}:{digest[:16]}", workflow_file=path,
+                                      workflow=wf.name, type=trig.type, config=dict(trig.config), blob_sha=blob))
+        return ref, sha, found
+
+    def scheduled(self, repo: RepoRow, trigger: TriggerRow, tick: float, *, backfill: int | None = None) -> Outcome:
+        """Start the workflow of a schedule trigger for one tick, at the current head of the
+        branch the trigger was read from. One run per tick (the dedupe key names it)."""
+        _mirror, refs = self._refresh(repo)
+        sha = refs.get(trigger.ref)
+        if sha is None:
+            raise StartError(f"{repo.name} has no branch {trigger.ref} any more")
+        at = datetime.fromtimestamp(tick, timezone.utc).isoformat().replace("+00:00", "Z")
+        audit: dict[str, object] = {"by": "schedule", "event": "schedule", "tick": at, "trigger": trigger.key,
+                                    "cron": trigger.config.get("cron"),
+                                    "timezone": trigger.config.get("timezone") or "UTC"}
+        if backfill is not None:
+            audit["backfill"] = backfill
+        return self._start(repo, sha=sha, ref=trigger.ref, kind="schedule",
+                           branch=trigger.ref.removeprefix("refs/heads/"), tag="", before=None, changed=None,
+                           message=None, author="schedule", trigger=audit, only=trigger.workflow_file,
+                           dedupe_key=f"{repo.id}:schedule:{trigger.key}:{tick}")
+
     # --
 
     def _refresh(self, repo: RepoRow) -> tuple[Path, dict[str, str]]:
@@ -108,7 +163,7 @@ class Starter:
     def _start(self, repo: RepoRow, *, sha: str, ref: str, kind: str, branch: str, tag: str, before: str | None,
                changed: tuple[str, ...] | None, message: str | None, author: str, trigger: dict[str, object],
                fork: bool = False, fetch_from: str | None = None, inputs: Mapping[str, str] | None = None,
-               only: str | None = None, once: bool = True) -> Outcome:
+               only: str | None = None, once: bool = True, dedupe_key: str | None = None) -> Outcome:
         try:
             mirror, sha = self.mirrors.ensure(repo.url, sha)
         except WorkspaceError as exc:
@@ -137,7 +192,7 @@ class Starter:
         for path in files:
             blob = _git(mirror, "rev-parse", f"{sha}:{path}").strip()
             text = _git(mirror, "cat-file", "blob", blob)
-            dedupe = f"{repo.id}:{kind}:{ref}:{sha}:{path}" if once else None
+            dedupe = dedupe_key or (f"{repo.id}:{kind}:{ref}:{sha}:{path}" if once else None)
             wf, diagnostics = self._lint(blob, path, text)
             errors = [d for d in diagnostics if d.severity == "error"]
             if (wf is None or errors) and skipping:

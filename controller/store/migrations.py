@@ -206,10 +206,60 @@ def _v3_reporting(conn: sa.Connection) -> None:
         conn.execute(sa.text(f"ALTER TABLE repos ADD COLUMN {column} {kind}"))
 
 
+def _v4_triggers(conn: sa.Connection) -> None:
+    """Triggers declared in workflow files (read from each repository's default branch), the
+    schedule ticks fired (once across controllers), and backfills."""
+    m = sa.MetaData()
+    sa.Table("repos", m, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table(
+        "triggers", m,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("key", sa.Text, nullable=False, unique=True),
+        sa.Column("repo_id", sa.Integer, sa.ForeignKey("repos.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("workflow_file", sa.Text, nullable=False),
+        sa.Column("workflow", sa.Text, nullable=False),
+        sa.Column("type", sa.Text, nullable=False),
+        sa.Column("config", sa.JSON, nullable=False),
+        sa.Column("ref", sa.Text, nullable=False),
+        sa.Column("commit_sha", sa.Text, nullable=False),
+        sa.Column("blob_sha", sa.Text, nullable=False),
+        sa.Column("last_tick", sa.Float),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("updated_at", sa.Float, nullable=False),
+        sa.Index("ix_triggers_type", "type"),
+    )
+    sa.Table(
+        "schedule_ticks", m,
+        sa.Column("trigger_key", sa.Text, primary_key=True),
+        sa.Column("tick_at", sa.Float, primary_key=True),
+        sa.Column("backfill_id", sa.Integer),
+        sa.Column("run_id", sa.Integer),
+        sa.Column("fired_at", sa.Float, nullable=False),
+    )
+    sa.Table(
+        "backfills", m,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("trigger_key", sa.Text, nullable=False),
+        sa.Column("repo_id", sa.Integer, sa.ForeignKey("repos.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("workflow_file", sa.Text, nullable=False),
+        sa.Column("start_at", sa.Float, nullable=False),
+        sa.Column("end_at", sa.Float, nullable=False),
+        sa.Column("cursor", sa.Float, nullable=False),
+        sa.Column("state", sa.Text, nullable=False),
+        sa.Column("fired", sa.Integer, nullable=False),
+        sa.Column("created_by", sa.Text),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("updated_at", sa.Float, nullable=False),
+    )
+    for name in ("triggers", "schedule_ticks", "backfills"):
+        m.tables[name].create(conn)
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _v1_initial),
     (2, _v2_controller),
     (3, _v3_reporting),
+    (4, _v4_triggers),
 ]
 
 

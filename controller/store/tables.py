@@ -203,3 +203,49 @@ outbox = sa.Table(
     sa.Column("sent_at", sa.Float),
     sa.Index("ix_outbox_next_at", "next_at"),
 )
+
+triggers = sa.Table(
+    "triggers",  # triggers declared in workflow files, as of each repository's default branch head
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.Text, nullable=False, unique=True),  # repo, file, position, type, config digest
+    sa.Column("repo_id", sa.Integer, sa.ForeignKey("repos.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("workflow_file", sa.Text, nullable=False),
+    sa.Column("workflow", sa.Text, nullable=False),  # its name
+    sa.Column("type", sa.Text, nullable=False),  # schedule | webhook | event | file_watch
+    sa.Column("config", sa.JSON, nullable=False),  # the trigger as declared (defaults filled in)
+    sa.Column("ref", sa.Text, nullable=False),  # the branch it was read from (refs/heads/...)
+    sa.Column("commit_sha", sa.Text, nullable=False),  # ... at this commit
+    sa.Column("blob_sha", sa.Text, nullable=False),  # ... in this version of the file
+    sa.Column("last_tick", sa.Float),  # schedule: the newest tick handled (fired or let go); NULL: new
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index("ix_triggers_type", "type"),
+)
+
+schedule_ticks = sa.Table(
+    "schedule_ticks",  # a tick fired: the primary key makes it fire once, whichever controller gets there
+    metadata,
+    sa.Column("trigger_key", sa.Text, primary_key=True),
+    sa.Column("tick_at", sa.Float, primary_key=True),  # epoch seconds of the tick
+    sa.Column("backfill_id", sa.Integer),  # fired by a backfill
+    sa.Column("run_id", sa.Integer),
+    sa.Column("fired_at", sa.Float, nullable=False),
+)
+
+backfills = sa.Table(
+    "backfills",  # a schedule's ticks over a past window, fired on request
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("trigger_key", sa.Text, nullable=False),
+    sa.Column("repo_id", sa.Integer, sa.ForeignKey("repos.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("workflow_file", sa.Text, nullable=False),
+    sa.Column("start_at", sa.Float, nullable=False),
+    sa.Column("end_at", sa.Float, nullable=False),
+    sa.Column("cursor", sa.Float, nullable=False),  # ticks up to here are done
+    sa.Column("state", sa.Text, nullable=False),  # running | paused | canceled | done
+    sa.Column("fired", sa.Integer, nullable=False),
+    sa.Column("created_by", sa.Text),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)

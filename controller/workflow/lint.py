@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import difflib
 import os
-import zoneinfo
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from croniter import croniter
+
+from controller.triggers.schedule import Schedule, ScheduleError
 
 from . import expr
 from .dag import build_edges, find_cycle
@@ -45,6 +45,12 @@ def _at(doc: Located, path: JsonPath, offset: int) -> Pos:
 
 def _dicts(value: Any) -> list[tuple[int, dict[str, Any]]]:
     return [(i, item) for i, item in enumerate(value) if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+_SCHEDULE_HINTS = {
+    "cron": "five fields: minute hour day-of-month month day-of-week, or @hourly, @daily, @weekly, @monthly, @yearly",
+    "catchup": "none, latest or all",
+}
 
 
 class _Checker:
@@ -152,18 +158,17 @@ class _Checker:
     def _triggers(self) -> Iterator[Diagnostic]:
         for i, trig in self.triggers:
             base = ("workflow", "triggers", i)
-            cron, tz = trig.get("cron"), trig.get("timezone")
-            if trig.get("type") == "schedule" and isinstance(cron, str):
-                fields = cron.split()
-                if not (croniter.is_valid(cron) and (len(fields) == 5 or cron.startswith("@"))):
-                    yield error(self.doc.pos(base + ("cron",)), f"invalid cron expression {cron!r}",
-                                "five fields: minute hour day-of-month month day-of-week, or @hourly, @daily, ...")
-            if trig.get("type") == "schedule" and isinstance(tz, str):
-                try:
-                    zoneinfo.ZoneInfo(tz)
-                except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-                    yield error(self.doc.pos(base + ("timezone",)), f"unknown time zone {tz!r}",
-                                "use an IANA name such as UTC or Europe/Paris")
+            if trig.get("type") == "schedule" and isinstance(trig.get("cron"), str) and \
+                    isinstance(trig.get("timezone", "UTC"), str):
+                said = set()  # the same checks the controller's schedules make; each key once
+                for variant in (trig, {**trig, "timezone": "UTC"}, {**trig, "cron": "@daily"},
+                                {**trig, "cron": "@daily", "timezone": "UTC"}):
+                    try:
+                        Schedule.parse(variant)
+                    except ScheduleError as exc:
+                        if exc.key not in said:
+                            said.add(exc.key)
+                            yield error(self.doc.pos(base + (exc.key,)), str(exc), _SCHEDULE_HINTS.get(exc.key))
             inputs = trig.get("inputs")
             if trig.get("type") == "manual" and isinstance(inputs, dict):
                 for name, spec in inputs.items():

@@ -123,10 +123,13 @@ CASES: list[tuple[str, str, list[str]]] = [
           triggers:
             - {type: schedule, cron: "61 * * * *", timezone: Mars/Olympus}
             - {type: schedule, cron: "* * * * * *"}
+            - {type: schedule, cron: "0 0 30 2 *", timezone: Europe}
           tasks: [{name: t, image: alpine}]
         """, ["w.yaml:5:30: error: invalid cron expression '61 * * * *'",
               "w.yaml:5:54: error: unknown time zone 'Mars/Olympus'",
-              "w.yaml:6:30: error: invalid cron expression '* * * * * *'"]),
+              "w.yaml:6:30: error: cron expression '* * * * * *' has 6 fields",
+              "w.yaml:7:30: error: cron expression '0 0 30 2 *' never matches",
+              "w.yaml:7:54: error: unknown time zone 'Europe'"]),
     ("schedule without cron, bad catchup", """
         workflow:
           name: w
