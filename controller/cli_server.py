@@ -370,6 +370,47 @@ def _cmd_runners(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_schedules(args: argparse.Namespace) -> int:
+    schedules = _call(args, "GET", "/api/v1/schedules")["schedules"]
+    if not schedules:
+        print("no schedules: no workflow on a default branch declares `type: schedule`")
+        return 0
+    print(f"{'REPO':<24}  {'WORKFLOW':<28}  {'CRON':<16}  {'ZONE':<16}  NEXT TICK")
+    for s in schedules:
+        cfg = s["config"]
+        print(f"{s.get('repo') or '-':<24}  {s['workflow_file']:<28}  {cfg.get('cron', ''):<16}  "
+              f"{cfg.get('timezone') or 'UTC':<16}  {s.get('next_tick') or s.get('error') or '-'}")
+    return 0
+
+
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    if args.action == "start":
+        if not (args.repo and args.workflow and args.start and args.end):
+            raise _user_error("backfill start needs REPO WORKFLOW_FILE --from TIME --to TIME "
+                              "(e.g. clarity backfill start acme/app .clarity/nightly.yaml --from 2026-11-01 --to 2026-11-08)")
+        body: dict[str, Any] = {"repo": args.repo, "workflow": args.workflow, "from": args.start, "to": args.end}
+        if args.trigger is not None:
+            body["trigger"] = args.trigger
+        made = _call(args, "POST", "/api/v1/backfills", body)
+        print(f"backfill {made['id']}: {made['ticks']} tick(s) of {args.workflow} from {args.start} to {args.end}, "
+              f"fired a few at a time (clarity backfill show {made['id']})")
+        return 0
+    if args.action == "list":
+        rows = _call(args, "GET", "/api/v1/backfills")["backfills"]
+        print(f"{'ID':>4}  {'STATE':<9}  {'FIRED':>5}  WORKFLOW")
+        for b in rows:
+            print(f"{b['id']:>4}  {b['state']:<9}  {b['fired']:>5}  {b['workflow_file']}")
+        return 0
+    if not args.repo or not args.repo.isdigit():
+        raise _user_error(f"backfill {args.action} needs the backfill's ID (see `clarity backfill list`)")
+    if args.action == "show":
+        print(json.dumps(_call(args, "GET", f"/api/v1/backfills/{args.repo}"), indent=2))
+        return 0
+    moved = _call(args, "POST", f"/api/v1/backfills/{args.repo}/{args.action}")
+    print(f"backfill {moved['id']}: {moved['state']}")
+    return 0
+
+
 def _remote(p: argparse.ArgumentParser) -> None:
     p.add_argument("--controller", metavar="URL", help=f"the controller's URL (default: CLARITY_CONTROLLER or {DEFAULT_CONTROLLER})")
     p.add_argument("--api-key", metavar="KEY", help="API key (default: CLARITY_API_KEY, CLARITY_API_KEY_FILE, or the key `clarity up` saved)")
@@ -461,6 +502,21 @@ def add_commands(sub: Any) -> None:
     runners.add_argument("name", nargs="?", metavar="NAME")
     _remote(runners)
     runners.set_defaults(func=_cmd_runners)
+
+    sched = sub.add_parser("schedules", help="the schedules the repositories declare, with their next tick")
+    _remote(sched)
+    sched.set_defaults(func=_cmd_schedules)
+
+    backfill = sub.add_parser("backfill", help="fire a schedule's ticks over a past window; list, pause, resume, "
+                              "cancel backfills")
+    backfill.add_argument("action", choices=["start", "list", "show", "pause", "resume", "cancel"])
+    backfill.add_argument("repo", nargs="?", metavar="REPO|ID", help="start: the repository; others: the backfill's ID")
+    backfill.add_argument("workflow", nargs="?", metavar="WORKFLOW_FILE", help="start: e.g. .clarity/nightly.yaml")
+    backfill.add_argument("--from", dest="start", metavar="TIME", help="first instant, ISO 8601 (UTC without a zone)")
+    backfill.add_argument("--to", dest="end", metavar="TIME", help="last instant, not in the future")
+    backfill.add_argument("--trigger", type=int, metavar="N", help="which schedule of the file (default the first)")
+    _remote(backfill)
+    backfill.set_defaults(func=_cmd_backfill)
 
     rerun = sub.add_parser("rerun", help="run a run again on the same commit (--failed: only what failed)")
     rerun.add_argument("run", type=int, metavar="RUN")

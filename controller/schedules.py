@@ -9,7 +9,8 @@ Each pass (`tick`, driven by the injected `clock`) asks `controller.triggers.sch
 ticks to fire given the last one handled and the trigger's `catchup` policy, claims each tick in
 the database (`Triggers.fire`: one insert wins, whichever controller gets there), and starts the
 run through the starter. Then the trigger's `last_tick` moves to the newest tick passed, fired or
-let go by the policy.
+let go by the policy. Backfills (`controller.store.backfills`) fire a past window's ticks the same
+way, a few each pass.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import structlog
 
 from controller.services import Services
 from controller.starter import StartError
+from controller.store.backfills import BackfillRow, Backfills
 from controller.store.repos import RepoRow
 from controller.store.triggers import TriggerRow, Triggers
 from controller.triggers.schedule import Schedule, ScheduleError, due
@@ -31,10 +33,25 @@ log = structlog.get_logger("clarity.schedules")
 
 TICK_S = 1.0
 REFRESH_S = 60.0
+BACKFILL_STEP = 5  # ticks of a backfill fired per pass
 
 
 def _utc(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, timezone.utc)
+
+
+def _iso(epoch: float) -> str:
+    return _utc(epoch).isoformat().replace("+00:00", "Z")
+
+
+def refresh_triggers(services: Services, repo: RepoRow) -> None:
+    """Make the `triggers` table what the repository's default branch head declares now.
+    StartError when the repository cannot be read."""
+    ref, sha, declared = services.starter.declared(repo)
+    added, removed = Triggers(services.store.engine).replace(repo.id, ref, sha, declared)
+    if added or removed:
+        log.info("triggers read", repo=repo.name, ref=ref, sha=sha[:12], added=added, removed=removed,
+                 now=len(declared))
 
 
 class ScheduleLoop:
@@ -42,6 +59,7 @@ class ScheduleLoop:
                  tick_s: float = TICK_S) -> None:
         self.services, self.clock, self.refresh_s, self.tick_s = services, clock, refresh_s, tick_s
         self.triggers = Triggers(services.store.engine)
+        self.backfills = Backfills(services.store.engine)
         self._refreshed: dict[int, float] = {}  # repo id -> when its triggers were last read
         self._bad: set[str] = set()  # triggers whose schedule cannot be used (said once)
         self._stop = threading.Event()
@@ -67,16 +85,11 @@ class ScheduleLoop:
     def refresh(self, repo: RepoRow) -> None:
         """Read the repository's declared triggers again (from its default branch head)."""
         try:
-            ref, sha, declared = self.services.starter.declared(repo)
+            refresh_triggers(self.services, repo)
         except StartError as exc:
             log.warning("cannot read the triggers of a repository", repo=repo.name, error=str(exc))
-            return
         finally:
             self._refreshed[repo.id] = self.clock()
-        added, removed = self.triggers.replace(repo.id, ref, sha, declared)
-        if added or removed:
-            log.info("triggers read", repo=repo.name, ref=ref, sha=sha[:12], added=added, removed=removed,
-                     now=len(declared))
 
     def on_push(self, repo: RepoRow, ref: str) -> None:
         """A push: if it is to the default branch, the declared triggers may have changed."""
@@ -100,6 +113,29 @@ class ScheduleLoop:
         started = 0
         for trigger in self.triggers.list("schedule"):
             started += self._fire(trigger, now)
+        for backfill in self.backfills.list("running"):
+            started += self._backfill(backfill)
+        return started
+
+    def _backfill(self, backfill: BackfillRow) -> int:
+        """Fire the next few ticks of a running backfill (a few a pass: a long window does not
+        flood the queue, and a pause or cancel takes effect within a pass)."""
+        try:
+            trigger = self.triggers.get(backfill.trigger_key)
+            schedule = Schedule.parse(trigger.config)
+        except (LookupError, ScheduleError) as exc:
+            log.warning("backfill cannot go on", backfill=backfill.id, error=str(exc))
+            self.backfills.move(backfill.id, "cancel")
+            return 0
+        ticks = schedule.ticks(_utc(backfill.cursor), _utc(backfill.end_at), limit=BACKFILL_STEP)
+        started = fired = 0
+        for at in ticks:
+            tick = at.timestamp()
+            if self.triggers.fire(trigger.key, tick, backfill_id=backfill.id):
+                fired += 1
+                started += self._start(trigger, tick, backfill=backfill.id)
+        cursor = ticks[-1].timestamp() if ticks else backfill.end_at
+        self.backfills.progress(backfill.id, cursor, fired, done=len(ticks) < BACKFILL_STEP)
         return started
 
     def _fire(self, trigger: TriggerRow, now: float) -> int:
@@ -132,10 +168,10 @@ class ScheduleLoop:
             repo = self.services.repos.get_id(trigger.repo_id)
             outcome = self.services.starter.scheduled(repo, trigger, tick, backfill=backfill)
         except (StartError, LookupError) as exc:
-            log.warning("scheduled run not started", trigger=trigger.key, tick=_utc(tick).isoformat(), error=str(exc))
+            log.warning("scheduled run not started", trigger=trigger.key, tick=_iso(tick), error=str(exc))
             return 0
         run_id = outcome.runs[0] if outcome.runs else None
         self.triggers.fired(trigger.key, tick, run_id)
-        log.info("scheduled run", trigger=trigger.key, tick=_utc(tick).isoformat(), run=run_id,
+        log.info("scheduled run", trigger=trigger.key, tick=_iso(tick), run=run_id,
                  skipped=outcome.skipped or None)
         return 1 if run_id is not None else 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from controller.api import deliveries, openapi, ops, queue, repos, runner, runners, runs
+from controller.api import deliveries, openapi, ops, queue, repos, runner, runners, runs, schedules
 from controller.api.errors import exception_handlers
 from controller.api.metrics import Metrics
 from controller.services import Services
@@ -29,4 +29,5 @@ def routes(services: Services, metrics: Metrics | None = None) -> list[BaseRoute
         *deliveries.routes(services),
         *runner.routes(services, metrics),
         *runners.routes(services),
+        *schedules.routes(services),
     ]

@@ -186,3 +186,92 @@ def test_two_controllers_on_one_database_fire_each_tick_once(make_api: Callable[
     ticks = [r["trigger"]["tick"] for r in runs(first.services)]  # type: ignore[index]
     assert sorted(ticks) == [f"2026-06-01T{10 + (m + 5) // 60}:{(m + 5) % 60:02d}:00Z" for m in range(0, 60, 5)]
     assert sum(started) == 12
+
+
+def test_a_backfill_fires_a_past_window_and_can_be_paused_resumed_and_canceled(api: Api, tmp_path: Path) -> None:
+    services = api.services
+    repo_with(tmp_path, services, HOURLY.format(cron="0 * * * *", tz="UTC", catchup="none"))
+    schedules = loop(services, Clock("2026-11-30T12:00:30"))
+    made = api.post("/api/v1/backfills", {"repo": "acme/app", "workflow": ".clarity/nightly.yaml",
+                                          "from": "2026-11-01T00:00:00Z", "to": "2026-11-01T11:00:00Z"})
+    assert made.status_code == 201, made.text
+    backfill = made.json()
+    assert backfill["ticks"] == 12 and backfill["state"] == "running"
+    paused = api.post(f"/api/v1/backfills/{backfill['id']}/pause")
+    assert paused.status_code == 200 and paused.json()["state"] == "paused"
+    schedules.tick()
+    assert runs(services) == []  # paused: nothing fires
+    assert api.post(f"/api/v1/backfills/{backfill['id']}/resume").json()["state"] == "running"
+    schedules.tick()
+    ticks = [r["trigger"]["tick"] for r in runs(services)]  # type: ignore[index]
+    assert ticks == [f"2026-11-01T{h:02d}:00:00Z" for h in range(5)]  # a few a pass, oldest first
+    assert all(r["trigger"]["backfill"] == backfill["id"] for r in runs(services))  # type: ignore[index]
+    schedules.tick()
+    assert api.post(f"/api/v1/backfills/{backfill['id']}/cancel").json()["state"] == "canceled"
+    schedules.tick()
+    assert len(runs(services)) == 10  # canceled after two passes
+    again = api.post(f"/api/v1/backfills/{backfill['id']}/resume")
+    assert again.status_code == 409 and "canceled" in again.json()["error"]["message"]
+    shown = api.get(f"/api/v1/backfills/{backfill['id']}").json()
+    assert shown["fired"] == 10 and shown["state"] == "canceled"
+
+    whole = api.post("/api/v1/backfills", {"repo": "acme/app", "workflow": ".clarity/nightly.yaml",
+                                           "from": "2026-11-01T00:00:00Z", "to": "2026-11-01T11:00:00Z"}).json()
+    for _ in range(4):
+        schedules.tick()
+    assert api.get(f"/api/v1/backfills/{whole['id']}").json()["state"] == "done"
+    ticks = [r["trigger"]["tick"] for r in runs(services)]  # type: ignore[index]
+    assert sorted(ticks) == [f"2026-11-01T{h:02d}:00:00Z" for h in range(12)]  # none fired twice
+
+
+def test_backfill_input_is_checked(api: Api, tmp_path: Path) -> None:
+    repo_with(tmp_path, api.services, HOURLY.format(cron="* * * * *", tz="UTC", catchup="none"))
+
+    def start(**body: object) -> tuple[int, str]:
+        resp = api.post("/api/v1/backfills", {"repo": "acme/app", "workflow": ".clarity/nightly.yaml",
+                                              "from": "2026-11-01T00:00:00Z", "to": "2026-11-01T01:00:00Z", **body})
+        return resp.status_code, resp.text
+
+    assert start(to="2099-01-01T00:00:00Z")[0] == 400 and "future" in start(to="2099-01-01T00:00:00Z")[1]
+    assert start(**{"from": "2026-11-02T00:00:00Z"})[0] == 400
+    code, text = start(to="2026-12-01T00:00:00Z")
+    assert code == 400 and "more than 10000 ticks" in text
+    code, text = start(**{"from": "yesterday"})
+    assert code == 400 and "'from'" in text and "ISO 8601" in text
+    code, text = start(workflow=".clarity/ci.yaml")
+    assert code == 404 and "declares no schedule in .clarity/ci.yaml" in text
+    assert start(trigger=3)[0] == 400
+    listed = api.get("/api/v1/schedules").json()["schedules"]
+    assert [(s["repo"], s["workflow_file"]) for s in listed] == [("acme/app", ".clarity/nightly.yaml")]
+    assert listed[0]["next_tick"].endswith(":00Z")
+
+
+STANDARDS_TRIGGERS = """\
+workflow:
+  name: "data-processing-pipeline"
+  triggers:
+    - type: "schedule"
+      cron: "0 * * * *"
+    - type: "webhook"
+      path: "/api/v1/webhook"
+  tasks:
+    - name: t
+      image: busybox
+      commands: ["echo hourly"]
+"""
+
+
+def test_the_standards_example_triggers_load_and_the_schedule_fires_hourly(api: Api, tmp_path: Path) -> None:
+    services = api.services
+    repo_with(tmp_path, services, STANDARDS_TRIGGERS)
+    clock = Clock("2026-06-01T09:59:00")
+    schedules = loop(services, clock)
+    schedules.tick()
+    declared = {t.type: t.config for t in Triggers(services.store.engine).list()}
+    assert declared["schedule"]["cron"] == "0 * * * *" and declared["webhook"]["path"] == "/api/v1/webhook"
+    for hour in (10, 11):
+        clock.set(f"2026-06-01T{hour}:00:01")
+        schedules.tick()
+    assert [r["trigger"]["tick"] for r in runs(services)] == [  # type: ignore[index]
+        "2026-06-01T10:00:00Z", "2026-06-01T11:00:00Z"]
+    assert {r["workflow"] for r in runs(services)} == {"data-processing-pipeline"}
