@@ -60,6 +60,7 @@ def create_app(settings: Settings, *, builtin_runner: bool = False) -> Starlette
     from controller.intake import IntakeWorker
     from controller.poller import Poller
     from controller.report import Sender
+    from controller.filewatch import FileWatchLoop
     from controller.schedules import ScheduleLoop
 
     services = Services.build(settings)
@@ -81,6 +82,9 @@ def create_app(settings: Settings, *, builtin_runner: bool = False) -> Starlette
         sender = Sender(services.outbox, services.repos, settings, services.reporting.wake)
         sender.start()
         stoppers.append(sender.stop)
+        watcher_files = FileWatchLoop(services)
+        watcher_files.start()
+        stoppers.append(watcher_files.stop)
         schedules = ScheduleLoop(services)
         services.starter.on_push = schedules.on_push
         schedules.start()

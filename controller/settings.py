@@ -73,6 +73,16 @@ def _url(name: str, raw: Any) -> str:
     return text
 
 
+def _dirs(name: str, raw: Any) -> tuple[Path, ...]:
+    """A list of absolute directories: a TOML list, or the environment's `a:b:c`."""
+    items = [str(x) for x in raw] if isinstance(raw, list) else [x for x in str(raw).split(os.pathsep) if x]
+    paths = tuple(Path(x).expanduser() for x in items)
+    for path in paths:
+        if not path.is_absolute():
+            raise SettingsError(f"{name}: {str(path)!r} is not an absolute path")
+    return paths
+
+
 def _file(name: str, raw: Any) -> Path:
     path = Path(str(raw)).expanduser()
     if not path.is_file():
@@ -103,6 +113,8 @@ class Settings:
     """How long a runner's lease on a task lives without a heartbeat."""
     log_format: str = "console"
     """Controller logs: console (for people) or json (for log collectors)."""
+    watch_dirs: tuple[Path, ...] = ()
+    """Directories `file_watch` triggers may watch (they and what is below them); none by default."""
     public_url: str = ""
     """The controller's URL as users reach it, for the links in forge statuses (default: from host and port)."""
     tls_cert_file: Path | None = None
@@ -171,6 +183,7 @@ class Settings:
             reap_interval_s=get("reap_interval_s", _seconds, 5.0),
             lease_s=get("lease_s", _seconds, 30.0),
             log_format=get("log_format", _choice("console", "json"), "console"),
+            watch_dirs=get("watch_dirs", _dirs, ()),
             public_url=get("public_url", _url, ""),
             tls_cert_file=get("tls_cert_file", _file, None),
             tls_key_file=get("tls_key_file", _file, None),

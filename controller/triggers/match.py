@@ -69,6 +69,11 @@ def trigger_miss(trigger: Trigger, event: str, branch: str, tag: str, changed: t
         return _tag_miss(cfg, tag, required=False)
     if trigger.type == "pull_request" and event == "pull_request":
         return _branch_miss(cfg, branch) or _paths_miss(trigger, changed)
+    if trigger.type == "file_watch" and event == "push" and "paths" in cfg:
+        # watched repository files: a push (on any branch) that changes one of them
+        if _paths_miss(trigger, changed) is None:
+            return None
+        return f"no changed file matches the watched paths {_list(cfg['paths'])}"
     if trigger.type == event and event in ("manual", "schedule", "webhook", "event", "file_watch"):
         return None
     return f"it is a {trigger.type} trigger"

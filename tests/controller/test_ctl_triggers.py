@@ -52,6 +52,16 @@ WHY: list[tuple[str, str, str, str, str, tuple[str, ...] | None, bool]] = [
      None, True),
     ("manual", "triggers: [{type: manual}]", "manual", "main", "", None, True),
     ("manual does not answer push", "triggers: [{type: manual}]", "push", "main", "", None, False),
+    ("file_watch paths: a push changing a watched file", "triggers: [{type: file_watch, paths: ['data/**']}]",
+     "push", "feature", "", ("data/in.csv", "README.md"), True),
+    ("file_watch paths: a push changing none", "triggers: [{type: file_watch, paths: ['data/**']}]",
+     "push", "main", "", ("README.md",), False),
+    ("file_watch paths: changes unknown", "triggers: [{type: file_watch, paths: ['data/**']}]",
+     "push", "main", "", None, True),
+    ("file_watch paths do not answer a tag", "triggers: [{type: file_watch, paths: ['data/**']}]",
+     "tag", "", "v1", None, False),
+    ("file_watch directory does not answer a push", "triggers: [{type: file_watch, directory: /srv/in}]",
+     "push", "main", "", ("a",), False),
 ]
 
 
