@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Sequence
+from typing import Any, Sequence
 
 from controller import __version__
 from controller.errors import UserError
@@ -97,6 +97,11 @@ def _open_store(settings: Settings):  # type: ignore[no-untyped-def]
 def _cmd_runs(args: argparse.Namespace) -> int:
     from controller.console import fmt_duration
 
+    if args.show:
+        if args.run is None:
+            raise UserError("runs show needs a RUN number (see `clarity runs`)")
+        return _cmd_runs_show(args)
+
     from runner import owner
 
     controller = _controller_url(args)
@@ -130,6 +135,62 @@ def _cmd_runs(args: argparse.Namespace) -> int:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["created_at"]))
         print(f"{r['id']:>5}  {r['state']:<10}  {r['workflow'][:24]:<24}  {commit:<9}  {r['event']:<12}  "
               f"{fmt_duration(r['duration_s']):>7}  {started:<19}" + (f"  {r['repo']}" if repo is None else ""))
+    return EXIT_OK
+
+
+def describe_trigger(trigger: Any, event: str) -> str:
+    """What started a run, in a line: who, which event, and which delivery, tick, file or cause."""
+    t = trigger if isinstance(trigger, dict) else {}
+    parts = [str(t.get("event") or event)]
+    if t.get("by"):
+        parts.append(f"by {t['by']}")
+    for key, label in (("delivery", "delivery"), ("tick", "tick"), ("backfill", "backfill"), ("file", "file"),
+                       ("name", "event"), ("ref", "ref"), ("number", "pull request #"), ("sender", "sender"),
+                       ("run", "after run"), ("rerun_of", "re-run of")):
+        if t.get(key) not in (None, ""):
+            parts.append(f"{label}{'' if label.endswith('#') else ' '}{t[key]}")
+    if t.get("poll"):
+        parts.append("seen by polling")
+    return ", ".join(parts)
+
+
+def _cmd_runs_show(args: argparse.Namespace) -> int:
+    from controller.console import fmt_duration
+    from controller.store.runs import NotFound
+
+    if _controller_url(args):
+        from controller.cli_server import remote_call
+
+        run = remote_call(args, "GET", f"/api/v1/runs/{args.run}")
+    else:
+        store = _open_store(Settings.from_env())
+        try:
+            row = store.get_run(args.run)
+        except NotFound:
+            raise UserError(f"no run {args.run} (see `clarity runs`)") from None
+        run = {"id": row.id, "repo": row.repo, "workflow": row.workflow, "workflow_file": row.workflow_file,
+               "blob_sha": row.blob_sha, "commit_sha": row.commit_sha, "ref": row.ref, "event": row.event,
+               "state": row.state, "trigger": row.trigger, "message": row.message, "duration_s": row.duration_s,
+               "created_at": row.created_at, "rerun_of": row.rerun_of, "reports": [],
+               "tasks": [{"name": t.name, "state": t.state, "attempt": t.attempt, "exit_code": t.exit_code,
+                          "duration_s": t.duration_s, "error": t.error} for t in store.list_tasks(row.id)]}
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["created_at"]))
+    print(f"run {run['id']}: {run['state']}  {run['workflow']} ({run['workflow_file']}"
+          f"{' @ blob ' + run['blob_sha'][:12] if run.get('blob_sha') else ''})")
+    print(f"  repository  {run['repo']}")
+    print(f"  commit      {run.get('commit_sha') or '-'}  {run.get('ref') or ''}")
+    print(f"  triggered   {describe_trigger(run.get('trigger'), run['event'])}")
+    print(f"  created     {when}, took {fmt_duration(run.get('duration_s'))}")
+    if run.get("message"):
+        print("  message     " + "\n              ".join(str(run["message"]).splitlines()))
+    for t in run.get("tasks") or []:
+        extra = f"exit {t['exit_code']}" if t.get("exit_code") not in (None, 0) else (t.get("error") or "")
+        print(f"  task {t['name']:<20} {t['state']:<10} {fmt_duration(t.get('duration_s')):>7}  "
+              f"{'attempt ' + str(t['attempt']) + '  ' if t.get('attempt', 1) > 1 else ''}{extra}".rstrip())
+    for r in run.get("reports") or []:
+        state = "sent" if r["sent"] else f"not sent yet ({r['attempts']} attempt(s))"
+        print(f"  {r['kind']:<6} {r.get('context') or r['key']}: {r.get('state')}, {state}"
+              + (f"; last error: {r['last_error']}" if r.get("last_error") else ""))
     return EXIT_OK
 
 
@@ -247,7 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print the JSON Schema of the workflow format")
     schema.set_defaults(func=_cmd_schema)
 
-    runs = sub.add_parser("runs", help="list past runs (of the repository you are in; --all for every one)")
+    runs = sub.add_parser("runs", help="list past runs (of the repository you are in; --all for every one); "
+                          "`runs show RUN`: one run, what triggered it, its tasks and reports")
+    runs.add_argument("show", nargs="?", choices=["show"], help=argparse.SUPPRESS)
+    runs.add_argument("run", nargs="?", type=int, metavar="RUN", help=argparse.SUPPRESS)
     runs.add_argument("--limit", type=int, default=20)
     runs.add_argument("--all", action="store_true", help="runs of every repository, with a REPOSITORY column")
     _remote_options(runs)

@@ -275,3 +275,28 @@ def test_the_standards_example_triggers_load_and_the_schedule_fires_hourly(api: 
     assert [r["trigger"]["tick"] for r in runs(services)] == [  # type: ignore[index]
         "2026-06-01T10:00:00Z", "2026-06-01T11:00:00Z"]
     assert {r["workflow"] for r in runs(services)} == {"data-processing-pipeline"}
+
+
+def test_runs_show_says_what_triggered_a_run(api: Api, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from controller.cli import describe_trigger, main
+
+    services = api.services
+    repo_with(tmp_path, services, HOURLY.format(cron="0 * * * *", tz="UTC", catchup="latest"))
+    clock = Clock("2026-06-01T10:20:00")
+    schedules = loop(services, clock)
+    schedules.tick()
+    clock.set("2026-06-01T11:00:05")
+    schedules.tick()
+    [run] = runs(services)
+    assert main(["runs", "show", str(run["id"])]) == 0
+    out = capsys.readouterr().out
+    assert f"run {run['id']}: running  nightly (.clarity/nightly.yaml @ blob " in out or \
+        f"run {run['id']}: queued  nightly" in out
+    assert "triggered   schedule, by schedule, tick 2026-06-01T11:00:00Z" in out
+    assert "task report" in out
+    assert main(["runs", "show", "999"]) == 2
+    assert "no run 999" in capsys.readouterr().err
+    assert describe_trigger({"by": "api-key:ci", "event": "manual"}, "manual") == "manual, by api-key:ci"
+    assert describe_trigger({"event": "push", "delivery": "d-1", "ref": "refs/heads/main", "sender": "ann"},
+                            "push") == "push, delivery d-1, ref refs/heads/main, sender ann"
+    assert describe_trigger(None, "push") == "push"
