@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from runner.backends.base import Backend
-from runner.execute import NOTE, execute
+from runner.execute import NOTE, Timings, execute
 from runner.protocol import LEASE_S, Lease, LeaseLost, LogLine, Peer
 from runner.spec import Outcome, TaskResult, TaskSpec
 from runner.workspace import WorkspaceCache
@@ -42,14 +42,25 @@ WARN_EVERY_S = 10.0
 
 
 class _LogSender:
-    """Buffers a task's masked lines and sends them in batches, in order, numbered from 1."""
+    """Buffers a task's masked lines and sends them in batches, in order, numbered from 1.
 
-    def __init__(self, peer: Peer, lease_id: str, flush_s: float) -> None:
+    A line is sent as soon as it comes when the sender is idle (a task's first lines reach the
+    controller at once, and a short task's lines are already there when it ends, so its result
+    is not queued behind a last batch); what comes while a batch is on its way goes in the next.
+    A burst of BURST batches goes at once; past that, one batch per `flush_s` at most, so a chatty
+    task costs the controller no more calls than a fixed flush interval would."""
+
+    BURST = 4
+
+    def __init__(self, peer: Peer, lease_id: str, flush_s: float, timings: Timings | None = None,
+                 t0: float = 0.0) -> None:
         self.peer, self.lease_id, self.flush_s = peer, lease_id, flush_s
+        self.timings, self.t0 = timings, t0  # first_line, first_line_acked: ms from t0 (perf_counter)
         self.lock = threading.Lock()
         self.pending: list[LogLine] = []
         self.seq = 0
         self.closed = threading.Event()
+        self.wake = threading.Event()  # lines are pending (or we are closing)
         self.warned = -WARN_EVERY_S
         self.thread = threading.Thread(target=self._loop, daemon=True, name=f"logs-{lease_id[:6]}")
         self.thread.start()
@@ -58,12 +69,17 @@ class _LogSender:
         with self.lock:
             self.seq += 1
             self.pending.append(LogLine(self.seq, time.time(), line))
+            first = self.seq == 1
+        if first and self.timings is not None:
+            self.timings.since("first_line", self.t0)
+        self.wake.set()
 
-    def _send(self) -> None:
+    def _send(self) -> bool:
+        """Send what is pending; False when the controller could not take it (kept for later)."""
         with self.lock:
             batch = list(self.pending)
         if not batch:
-            return
+            return True
         try:
             self.peer.logs(self.lease_id, batch)
         except LeaseLost:
@@ -73,19 +89,40 @@ class _LogSender:
             if now - self.warned >= WARN_EVERY_S:  # once in a while, not at every flush
                 self.warned = now
                 log.warning("could not send %d log lines (kept, will retry): %s", len(batch), e)
-            return
+            return False
         with self.lock:
             del self.pending[: len(batch)]
+        if batch[0].seq == 1 and self.timings is not None:
+            self.timings.since("first_line_acked", self.t0)
+        return True
 
     def _loop(self) -> None:
-        while not self.closed.wait(self.flush_s):
+        tokens, refilled = float(self.BURST), time.monotonic()
+        while True:
+            self.wake.wait()
+            if self.closed.is_set():
+                return  # close() sends the rest
+            now = time.monotonic()
+            tokens = min(float(self.BURST), tokens + (now - refilled) / self.flush_s)
+            refilled = now
+            if tokens < 1.0:  # past the burst: one batch per flush_s
+                if self.closed.wait((1.0 - tokens) * self.flush_s):
+                    return
+                tokens, refilled = 1.0, time.monotonic()
+            tokens -= 1.0
+            self.wake.clear()  # lines added from here on wake the next round
             try:
-                self._send()
+                sent = self._send()
             except LeaseLost:
                 return
+            if not sent:  # controller away: retry after a pause, never spin
+                self.wake.set()
+                if self.closed.wait(self.flush_s):
+                    return
 
     def close(self) -> None:
         self.closed.set()
+        self.wake.set()
         self.thread.join()
         for delay in REPORT_DELAYS_S:  # as long as the result itself is retried: no lines lost first
             time.sleep(delay)
@@ -180,9 +217,19 @@ class Agent:
                 self._cancels.discard(cancel)
 
     def _run_with(self, lease: Lease, cancel: threading.Event) -> None:
+        t0 = time.perf_counter()
+        timings = Timings(f"{lease.spec.run_id}/{lease.spec.task}")  # logged once the task is reported and cleaned up
+        timings.expect("report")
+        try:
+            self._run_timed(lease, cancel, timings, t0)
+        finally:
+            timings.since("total", t0)
+            timings.done("report")
+
+    def _run_timed(self, lease: Lease, cancel: threading.Event, timings: Timings, t0: float) -> None:
         lost = threading.Event()
         done = threading.Event()
-        sender = _LogSender(self.peer, lease.lease_id, self.log_flush_s)
+        sender = _LogSender(self.peer, lease.lease_id, self.log_flush_s, timings, t0)
 
         # Beat well inside the lease the controller granted, whatever it is.
         interval = min(self.heartbeat_s, max(0.2, (lease.expires_at - time.time()) / 3))
@@ -204,9 +251,10 @@ class Agent:
         log.info("task %s/%s (attempt %s) started", lease.spec.run_id, lease.spec.task, lease.spec.attempt)
         fetched = self.work_root / "artifacts-in" / uuid.uuid4().hex
         try:
-            result = self._execute(lease, cancel, sender, fetched)
+            result = self._execute(lease, cancel, sender, fetched, timings)
             if result.artifacts_dir and hasattr(self.peer, "put_artifacts"):
-                result = self._upload(lease, result, sender)
+                with timings.phase("upload"):
+                    result = self._upload(lease, result, sender)
         except LeaseLost:
             lost.set()
             result = TaskResult(Outcome.ERRORED, error="lease lost")  # dropped below
@@ -215,23 +263,28 @@ class Agent:
             result = TaskResult(Outcome.ERRORED, started_at=time.time(), finished_at=time.time(),
                                 error=f"the runner failed: {type(e).__name__}: {e}")
         finally:
+            t_close = time.perf_counter()
             done.set()
             watcher.join()
             sender.close()
             shutil.rmtree(fetched, ignore_errors=True)
+            timings.since("logs_close", t_close)
         if lost.is_set():
             log.warning("lease of %s/%s was lost; its result is dropped", lease.spec.run_id, lease.spec.task)
             return
         if self._abandon.is_set():  # handed back: the lease expires and the task is queued again
             return
-        self._report(lease, result)
+        with timings.phase("report"):
+            self._report(lease, result)
 
-    def _execute(self, lease: Lease, cancel: threading.Event, sender: _LogSender, fetched: Path) -> TaskResult:
+    def _execute(self, lease: Lease, cancel: threading.Event, sender: _LogSender, fetched: Path,
+                 timings: Timings) -> TaskResult:
         spec = lease.spec
         if hasattr(self.peer, "get_artifacts"):
             started = time.time()
             try:
-                spec = self._download(lease, fetched)
+                with timings.phase("download"):
+                    spec = self._download(lease, fetched)
             except LeaseLost:
                 raise
             except Exception as e:  # infrastructure: the task is retried (here or elsewhere)
@@ -240,7 +293,7 @@ class Agent:
                 return TaskResult(Outcome.ERRORED, started_at=started, finished_at=time.time(),
                                   error=f"could not download the upstream artifacts: {e}")
         return execute(spec, self.backend, work_root=self.work_root, workspaces=self.workspaces,
-                       on_log=sender, cancel=cancel, defer=self._defer)
+                       on_log=sender, cancel=cancel, defer=self._defer, timings=timings)
 
     def _download(self, lease: Lease, fetched: Path) -> TaskSpec:
         """The spec with each `controller:` artifacts ref replaced by a local directory holding

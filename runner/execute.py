@@ -19,6 +19,10 @@ Decisions:
   outcome of the task. Symlinks are copied as symlinks, never followed.
 - Timeout (`spec.timeout_s`) counts from container start; a cancel set before start skips it.
 - `destroy` runs on every path and its errors are logged, never raised.
+
+Phase timings: pass a `Timings` and execute records how long each phase of the task took (stage,
+the backend's own steps, run, log drain, collect, and the cleanup), in milliseconds. The agent
+logs them, one line per task, when CLARITY_RUNNER_TIMINGS=1 (or `runner.timings` logs at DEBUG).
 """
 
 from __future__ import annotations
@@ -35,8 +39,9 @@ import stat
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from runner.backends.base import Backend, BackendError, Exit
 from runner.masking import LineSplitter, Masker
@@ -56,6 +61,79 @@ class StageError(Exception):
     """The host side of the task could not be prepared; a sentence for the user."""
 
 
+TIMINGS_ENV = "CLARITY_RUNNER_TIMINGS"
+timings_log = logging.getLogger("runner.timings")
+
+
+class Timings:
+    """Where one task's time went: phase name -> milliseconds, filled from several threads (the
+    slot, the backend's wait thread, the deferred cleanup). `expect(part)` / `done(part)` mark the
+    parts still to come; once every expected part is done, the line is logged (if enabled)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.phases: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._pending: set[str] = set()
+        self._emitted = False
+
+    @staticmethod
+    def asked() -> bool:
+        """CLARITY_RUNNER_TIMINGS=1: log the lines at INFO."""
+        return os.environ.get(TIMINGS_ENV, "") not in ("", "0")
+
+    @classmethod
+    def enabled(cls) -> bool:
+        return cls.asked() or timings_log.isEnabledFor(logging.DEBUG)
+
+    def add(self, name: str, ms: float) -> None:
+        with self._lock:
+            self.phases[name] = self.phases.get(name, 0.0) + ms
+
+    def since(self, name: str, t0: float) -> None:
+        """Record `name` as the time from perf_counter() value `t0` to now."""
+        self.add(name, (time.perf_counter() - t0) * 1000)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.since(name, t0)
+
+    def merge(self, phases: dict[str, float] | None) -> None:
+        for name, ms in dict(phases or {}).items():
+            self.add(name, ms)
+
+    def expect(self, part: str) -> None:
+        with self._lock:
+            self._pending.add(part)
+
+    def done(self, part: str) -> None:
+        with self._lock:
+            self._pending.discard(part)
+            ready = not self._pending and not self._emitted
+            if ready:
+                self._emitted = True
+        if ready and self.enabled():
+            timings_log.log(logging.INFO if self.asked() else logging.DEBUG, "%s", self.line())
+
+    def line(self) -> str:
+        with self._lock:
+            parts = " ".join(f"{k}={v:.1f}" for k, v in self.phases.items())
+        return f"timings {self.label} {parts}"
+
+
+@contextmanager
+def _phase(timings: Timings | None, name: str) -> Iterator[None]:
+    if timings is None:
+        yield
+    else:
+        with timings.phase(name):
+            yield
+
+
 def execute(
     spec: TaskSpec,
     backend: Backend,
@@ -65,6 +143,7 @@ def execute(
     on_log: Callable[[str], None],
     cancel: threading.Event | None = None,
     defer: Callable[[Callable[[], None]], None] | None = None,
+    timings: Timings | None = None,
 ) -> TaskResult:
     """Run one task. Cleanup (remove the container and the host directory) happens on every path;
     with `defer`, it is handed to that callable (e.g. a pool the caller drains before it exits)
@@ -85,11 +164,15 @@ def execute(
     pump: threading.Thread | None = None
     try:
         try:
-            spec = _stage(spec, host_dir, workspaces)
+            with _phase(timings, "stage"):
+                spec = _stage(spec, host_dir, workspaces)
             if cancel is not None and cancel.is_set():
                 return result(Outcome.CANCELED, error="canceled before it started")
-            handle = backend.prepare(spec, host_dir)
-            backend.start(handle)
+            with _phase(timings, "prepare"):
+                handle = backend.prepare(spec, host_dir)
+            with _phase(timings, "start"):
+                backend.start(handle)
+            running = time.perf_counter()
         except (BackendError, WorkspaceError, StageError) as e:
             return result(Outcome.ERRORED, error=str(e))
         except OSError as e:
@@ -98,7 +181,7 @@ def execute(
             log.exception("backend %s failed to start %s/%s", backend.name, spec.run_id, spec.task)
             return result(Outcome.ERRORED, error=f"the {backend.name} backend failed: {e}")
 
-        pump = threading.Thread(target=_pump_logs, args=(backend, handle, out), daemon=True)
+        pump = threading.Thread(target=_pump_logs, args=(backend, handle, out, timings, running), daemon=True)
         pump.start()
         try:
             exit, stopped = _supervise(spec, backend, handle, cancel)
@@ -107,14 +190,18 @@ def execute(
         except Exception as e:
             log.exception("backend %s failed while running %s/%s", backend.name, spec.run_id, spec.task)
             return result(Outcome.ERRORED, error=f"the {backend.name} backend failed: {e}")
-        pump.join(LOG_DRAIN_S)
+        if timings is not None:
+            timings.since("run", running)
+        with _phase(timings, "drain"):
+            pump.join(LOG_DRAIN_S)
 
-        clarity = host_dir / "clarity"
-        collected = {
-            "output": _parse_output(_read_capped(clarity / "output", out), out.masker),
-            "outputs": _parse_outputs(_read_capped(clarity / "outputs", out), out),
-            "artifacts_dir": _collect_artifacts(spec, host_dir / "workspace", work_root, out),
-        }
+        with _phase(timings, "collect"):
+            clarity = host_dir / "clarity"
+            collected = {
+                "output": _parse_output(_read_capped(clarity / "output", out), out.masker),
+                "outputs": _parse_outputs(_read_capped(clarity / "outputs", out), out),
+                "artifacts_dir": _collect_artifacts(spec, host_dir / "workspace", work_root, out),
+            }
         if stopped is Outcome.TIMED_OUT:
             return result(stopped, error=f"timed out after {spec.timeout_s:g}s", **collected)
         if stopped is Outcome.CANCELED:
@@ -129,7 +216,9 @@ def execute(
                           error=_oom_sentence(spec), **collected)
         return result(Outcome.FAILED, exit_code=exit.code, **collected)
     finally:
-        cleanup = functools.partial(_cleanup, spec, backend, handle, pump, host_dir, out)
+        if timings is not None:
+            timings.expect("cleanup")
+        cleanup = functools.partial(_cleanup, spec, backend, handle, pump, host_dir, out, timings)
         if defer is None:
             cleanup()
         else:
@@ -137,18 +226,25 @@ def execute(
 
 
 def _cleanup(spec: TaskSpec, backend: Backend, handle: Any, pump: threading.Thread | None,
-             host_dir: Path, out: _Log) -> None:
-    if handle is not None:
-        try:
-            backend.destroy(handle)
-        except Exception as e:  # shielded: cleanup trouble never changes the outcome
-            log.exception("destroy failed for %s/%s", spec.run_id, spec.task)
-            out.note(f"could not remove the container: {e}")
-    if pump is not None:
-        pump.join(LOG_DRAIN_S)
-    shutil.rmtree(host_dir, ignore_errors=True)
-    if host_dir.exists():
-        log.warning("could not remove %s", host_dir)
+             host_dir: Path, out: _Log, timings: Timings | None = None) -> None:
+    try:
+        if handle is not None:
+            try:
+                with _phase(timings, "remove"):
+                    backend.destroy(handle)
+            except Exception as e:  # shielded: cleanup trouble never changes the outcome
+                log.exception("destroy failed for %s/%s", spec.run_id, spec.task)
+                out.note(f"could not remove the container: {e}")
+        if pump is not None:
+            pump.join(LOG_DRAIN_S)
+        with _phase(timings, "rmtree"):
+            shutil.rmtree(host_dir, ignore_errors=True)
+        if host_dir.exists():
+            log.warning("could not remove %s", host_dir)
+    finally:
+        if timings is not None:
+            timings.merge(getattr(handle, "timings", None))  # the backend's own steps
+            timings.done("cleanup")
 
 
 class _Log:
@@ -226,10 +322,16 @@ def _supervise(
     return None, stopped
 
 
-def _pump_logs(backend: Backend, handle: Any, out: _Log) -> None:
+def _pump_logs(backend: Backend, handle: Any, out: _Log, timings: Timings | None = None,
+               running: float | None = None) -> None:
     splitter = LineSplitter()
+    first = timings is not None and running is not None
     try:
         for chunk in backend.logs(handle):
+            if first:
+                first = False
+                assert timings is not None and running is not None
+                timings.since("first_output", running)
             for line in splitter.feed(chunk):
                 out.line(line)
     except Exception as e:  # the stream broke (container removed, daemon gone): keep what we have

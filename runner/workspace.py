@@ -6,9 +6,11 @@ commit is missing; the lock (flock, so it also holds across runner processes on 
 keeps concurrent tasks from cloning or fetching the same mirror at once.
 
 A checkout is an export, not a clone: the commit's tree is written into the destination through a
-throw-away index (`read-tree` + `checkout-index`), so symlinks, executable bits and .gitattributes
+throw-away index (`read-tree --reset -u`), so symlinks, executable bits and .gitattributes
 filters behave as in a normal checkout, and checkouts of one mirror can run in parallel. The
-workspace has no `.git` directory: a task sees files, not history.
+workspace has no `.git` directory: a task sees files, not history. A full sha the mirror already
+holds is exported at once, with that one git process; otherwise (or if that fails) the mirror is
+made to hold it first (`ensure`).
 
 With `Workspace.dirty_path` set, that working tree is copied instead, skipping `.git`, `.venv`
 and `__pycache__` (gitignored files are copied).
@@ -19,6 +21,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -29,6 +32,7 @@ from typing import Iterator
 from runner.spec import Workspace
 
 DIRTY_SKIP = (".git", ".venv", "__pycache__")
+_FULL_SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")  # sha-1 or sha-256
 _GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
 
 
@@ -49,13 +53,26 @@ class WorkspaceCache:
         if ws.dirty_path is not None:
             self._copy_dirty(Path(ws.dirty_path), dest)
             return
+        if ws.commit is not None and _FULL_SHA.fullmatch(ws.commit):
+            mirror = self.mirror_path(ws.repo)
+            # The usual case: a commit the mirror holds already. One git process, no lookup first;
+            # a commit it lacks fails before anything is written, and takes the long way below.
+            if mirror.exists() and self._export(mirror, ws.commit, dest, check=False):
+                return
         mirror, sha = self.ensure(ws.repo, ws.commit)
+        self._export(mirror, sha, dest, check=True)
+
+    @staticmethod
+    def _export(mirror: Path, sha: str, dest: Path, *, check: bool) -> bool:
+        """Write the tree of commit `sha` into dest (overwriting what is there). False when it
+        failed and `check` is off; with it on, a WorkspaceError."""
         with tempfile.TemporaryDirectory(prefix="clarity-index-") as tmp:
             env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
-            base = ["--git-dir", str(mirror), "--work-tree", str(dest)]
-            what = f"could not check out commit {sha}"
-            _git(*base, "read-tree", sha, env=env, what=what)
-            _git(*base, "checkout-index", "--all", "--force", env=env, what=what)
+            args = ("--git-dir", str(mirror), "--work-tree", str(dest), "read-tree", "--reset", "-u", f"{sha}^{{commit}}")
+            if check:
+                _git(*args, env=env, what=f"could not check out commit {sha}")
+                return True
+            return _run(args, env).returncode == 0
 
     def refresh(self, repo: str) -> tuple[Path, dict[str, str]]:
         """Fetch the mirror of `repo` (cloning it the first time); return its path and its refs

@@ -1,8 +1,15 @@
-"""The default backend: one Docker container per task, over the docker SDK."""
+"""The default backend: one Docker container per task, over the docker SDK.
+
+Docker calls of one task, as `docker run` makes them: create, attach (before start: the output is
+streamed as it is written, from the first byte, with no `logs` request and no inspect after start),
+start, one blocking wait (and one inspect for the OOM flag), remove. The image is looked up once
+per image and backend, not for every task.
+"""
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -10,10 +17,14 @@ from typing import Any, Iterator
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import Container, _create_container_args
+from docker.transport.unixconn import UnixHTTPAdapter
+from docker.types.daemon import CancellableStream
+from docker.utils.socket import frames_iter
 
 from runner.backends.base import LABEL, BackendError, Exit
 from runner import owner
 from runner.backends.docker_convert import create_kwargs
+from runner.masking import MAX_LINE_BYTES
 from runner.owner import OWNER_LABEL
 from runner.spec import TaskSpec
 
@@ -25,6 +36,11 @@ class DockerHandle:
     done: threading.Event = field(default_factory=threading.Event)
     exit: Exit | None = None
     error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # ms per Docker call, for runner.execute.Timings
+    # The attached output: (stream id, bytes) frames of stdout and stderr, opened before start;
+    # logs() reads it, and closes it.
+    stream: CancellableStream | None = None
+    streaming: bool = False
 
 
 class DockerBackend:
@@ -50,25 +66,52 @@ class DockerBackend:
                         f"the Docker engine is not reachable ({e}); start it (`bash .ci/setup.sh` does) "
                         "or run with --backend fake"
                     ) from e
+                _lean(self._client.api)
             return self._client
 
     def prepare(self, spec: TaskSpec, host_dir: Path) -> DockerHandle:
         kwargs = create_kwargs(spec, host_dir)
         kwargs["labels"][OWNER_LABEL] = self._owner
+        t0 = time.perf_counter()
         self._ensure_image(spec.image)
+        t1 = time.perf_counter()
         try:
-            return DockerHandle(self._create(kwargs))
+            container = self._create(kwargs)
         except ImageNotFound:  # removed since we last looked: look again (and pull) once
             self._present.discard(spec.image)
             self._ensure_image(spec.image)
             try:
-                return DockerHandle(self._create(kwargs))
+                container = self._create(kwargs)
             except DockerException as e:
                 raise BackendError(f"could not create the container for image {spec.image!r}: {_why(e)}") from e
         except APIError as e:
             raise BackendError(f"could not create the container for image {spec.image!r}: {_why(e)}") from e
         except DockerException as e:
             raise BackendError(f"the Docker engine failed: {e}") from e
+        handle = DockerHandle(container)
+        t2 = time.perf_counter()
+        try:
+            handle.stream = self._attach(container.id)
+        except Exception as e:  # no handle for the caller to destroy: remove the container here
+            try:
+                self.destroy(handle)
+            except Exception:
+                pass
+            raise BackendError(f"could not attach to the container's output: {_why(e)}") from e
+        handle.timings.update(image=(t1 - t0) * 1000, create=(t2 - t1) * 1000, attach=(time.perf_counter() - t2) * 1000)
+        return handle
+
+    def _attach(self, container_id: str) -> CancellableStream:
+        """The container's stdout+stderr, attached before start as `docker run` does: nothing
+        written is missed, and each chunk arrives as it is written (the `logs` endpoint, asked
+        after start, delivers a short task's output only around its exit, and the SDK inspects
+        the container first to learn whether it has a TTY: ours never do)."""
+        api = self.client.api
+        response = api._post(api._url("/containers/{0}/attach", container_id),
+                             headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+                             params={"stdout": 1, "stderr": 1, "stream": 1, "logs": 0}, stream=True)
+        sock = api._get_raw_response_socket(response)  # raises the API error, if any
+        return CancellableStream(frames_iter(sock, False), response)  # (stream id, bytes); never a TTY
 
     def _create(self, kwargs: dict[str, Any]) -> Container:
         # containers.create() without its follow-up inspect: the verbs below need only the id.
@@ -110,8 +153,11 @@ class DockerBackend:
 
     def _wait_forever(self, handle: DockerHandle) -> None:
         try:
+            t0 = time.perf_counter()
             code = int(handle.container.wait()["StatusCode"])
+            t1 = time.perf_counter()
             handle.container.reload()
+            handle.timings.update(wait_call=(t1 - t0) * 1000, inspect=(time.perf_counter() - t1) * 1000)
             oom = bool(handle.container.attrs.get("State", {}).get("OOMKilled", False))
             handle.exit = Exit(code, oom_killed=oom)
         except Exception as e:  # daemon gone, container removed under us: reported by wait()
@@ -120,13 +166,20 @@ class DockerBackend:
             handle.done.set()
 
     def logs(self, handle: DockerHandle) -> Iterator[bytes]:
-        try:
-            stream = handle.container.logs(stdout=True, stderr=True, stream=True, follow=True)
-        except NotFound:
+        stream = handle.stream
+        if stream is None:  # not attached (a handle made elsewhere): the logs endpoint instead
+            try:
+                yield from handle.container.logs(stdout=True, stderr=True, stream=True, follow=True)
+            except NotFound:
+                return
+            except DockerException as e:
+                raise BackendError(f"could not read the container's logs: {_why(e)}") from e
             return
-        except DockerException as e:
-            raise BackendError(f"could not read the container's logs: {_why(e)}") from e
-        yield from stream
+        handle.streaming = True  # from now on the reader closes the stream, at its end
+        try:
+            yield from _whole_lines(stream)
+        finally:
+            _close(stream)
 
     def wait(self, handle: DockerHandle, timeout_s: float | None) -> Exit | None:
         if not handle.done.wait(timeout_s):
@@ -150,12 +203,15 @@ class DockerBackend:
         if handle is None:
             return
         try:
-            handle.container.remove(force=True, v=True)
+            handle.container.remove(force=True, v=True)  # also ends an attached stream being read
         except NotFound:
             pass
         except APIError as e:
             if e.status_code != 409:  # 409: removal already in progress
                 raise BackendError(f"could not remove the container: {_why(e)}") from e
+        finally:
+            if handle.stream is not None and not handle.streaming:  # attached, never read (not started)
+                _close(handle.stream)
 
     def sweep(self, run_id: str | None = None) -> int:
         """Remove leftovers of dead Clarity processes (or, with run_id, every container of that
@@ -180,6 +236,57 @@ class DockerBackend:
                 if e.status_code != 409:  # 409: someone else is removing it already
                     raise BackendError(f"could not remove leftover container {c.id[:12]}: {_why(e)}") from e
         return removed
+
+
+def _lean(api: docker.APIClient) -> None:
+    """Cheaper calls to a local engine (its unix socket), for a client of our own:
+    - one connection pool for every call: the SDK's adapter keeps one per URL, and every
+      container has its own URLs, so each call of a task opened (and later closed) a connection;
+    - requests does not read the proxy variables and ~/.netrc again on every call (a unix
+      socket is never proxied)."""
+    adapter = api.get_adapter(api.base_url)
+    if not isinstance(adapter, UnixHTTPAdapter):
+        return
+    pool_of = adapter.get_connection
+    adapter.get_connection = lambda url, proxies=None: pool_of(api.base_url, proxies)  # type: ignore[method-assign]
+    api.trust_env = False
+
+
+def _whole_lines(frames: Iterator[tuple[int, bytes]]) -> Iterator[bytes]:
+    """stdout and stderr merged, cut at line ends per stream: a line written in pieces on one
+    stream never takes in a piece of the other (as with the line-based `logs` endpoint). A line
+    longer than MAX_LINE_BYTES goes in pieces of that size, as LineSplitter would cut it; a last
+    line without a newline is ended with one at the end of the output."""
+    partial: dict[int, bytes] = {}
+    try:
+        for stream_id, data in frames:
+            buf = partial.get(stream_id, b"") + data
+            cut = buf.rfind(b"\n") + 1
+            if cut:
+                yield buf[:cut]
+                buf = buf[cut:]
+            while len(buf) > MAX_LINE_BYTES:
+                yield buf[:MAX_LINE_BYTES] + b"\n"
+                buf = buf[MAX_LINE_BYTES:]
+            partial[stream_id] = buf
+    except Exception:  # the stream broke: what was read still counts
+        yield from (buf + b"\n" for buf in partial.values() if buf)
+        raise
+    yield from (buf + b"\n" for buf in partial.values() if buf)
+
+
+def _close(stream: CancellableStream) -> None:
+    """End the attach connection (a reader blocked on it sees its end) and release its socket."""
+    try:
+        stream.close()  # shutdown + close of the socket
+    except Exception:  # already closed, or the daemon went away
+        pass
+    response = getattr(stream, "_response", None)
+    try:
+        if response is not None:
+            response.close()  # the socket's file object holds the descriptor until it is closed too
+    except Exception:
+        pass
 
 
 def _why(e: Exception) -> str:

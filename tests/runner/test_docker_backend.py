@@ -123,3 +123,49 @@ def test_destroy_and_kill_are_idempotent(docker_backend: Any, make_spec: Spec, t
     docker_backend.destroy(handle)
     docker_backend.destroy(handle)
     docker_backend.destroy(None)  # prepare failed before a handle existed
+
+
+def test_output_streams_as_it_is_written(docker_backend: Backend, make_spec: Spec, work_root: Path,
+                                         workspaces: WorkspaceCache) -> None:
+    # Attached before start: a line is there when it is written, not around the task's exit.
+    seen: list[tuple[float, str]] = []
+    t0 = time.monotonic()
+    r = execute(make_spec("echo go; sleep 3; echo done"), docker_backend, work_root=work_root, workspaces=workspaces,
+                on_log=lambda line: seen.append((time.monotonic() - t0, line)))
+    assert r.outcome is Outcome.SUCCEEDED
+    assert [line for _, line in seen] == ["go", "done"]
+    assert seen[1][0] - seen[0][0] > 2.0  # "go" came long before the end
+
+
+def test_partial_lines_of_stdout_and_stderr_do_not_mix(run_docker: Callable[[TaskSpec], Run], make_spec: Spec) -> None:
+    r = run_docker(make_spec("printf 'a'; echo b >&2; sleep 0.2; printf 'c\\n'; printf 'tail' >&2"))
+    assert sorted(r.lines) == ["ac", "b", "tail"]
+
+
+def test_whole_lines_per_stream() -> None:
+    from runner.backends.docker import _whole_lines
+    from runner.masking import MAX_LINE_BYTES
+
+    frames = [(1, b"a"), (2, b"b\n"), (1, b"c\nd"), (2, b"tail"), (1, b"e\n")]
+    assert list(_whole_lines(iter(frames))) == [b"b\n", b"ac\n", b"de\n", b"tail\n"]
+    long = b"x" * (MAX_LINE_BYTES + 5)
+    assert list(_whole_lines(iter([(1, long)]))) == [b"x" * MAX_LINE_BYTES + b"\n", b"xxxxx\n"]
+
+
+def test_attached_stream_closed_when_never_started(docker_backend: Any, make_spec: Spec, tmp_path: Path) -> None:
+    (tmp_path / "workspace").mkdir()
+    (tmp_path / "clarity").mkdir()
+    handle = docker_backend.prepare(make_spec("true"), tmp_path)
+    assert handle.stream is not None
+    sock = docker_backend.client.api._get_raw_response_socket(handle.stream._response)
+    assert not sock.closed
+    docker_backend.destroy(handle)
+    assert sock.closed  # the attach connection is released, not left to the garbage collector
+
+
+def test_local_socket_client_ignores_proxy_variables(docker_client: Any) -> None:
+    from runner.backends.docker import DockerBackend
+
+    backend = DockerBackend()
+    if backend.client.api.base_url.startswith("http+docker://"):
+        assert backend.client.api.trust_env is False  # not read on every call

@@ -124,3 +124,23 @@ def test_dirty_copy_skips_git_venv_pycache(make_repo: Callable[..., Repo], works
 def test_dirty_path_missing(workspaces: WorkspaceCache, tmp_path: Path) -> None:
     with pytest.raises(WorkspaceError, match="does not exist"):
         workspaces.checkout(Workspace(repo="x", dirty_path=str(tmp_path / "none")), tmp_path / "ws")
+
+
+def test_known_commit_is_one_git_process_and_keeps_attributes(
+    make_repo: Callable[..., Repo], workspaces: WorkspaceCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import runner.workspace as workspace
+
+    repo = make_repo()
+    sha = repo.commit({".gitattributes": "*.txt text eol=crlf\n", "a.txt": "x\ny\n", "bin/run": "#!/bin/sh\n"})
+    os.chmod(repo.path / "bin/run", 0o755)
+    sha = repo.commit({"bin/run": "#!/bin/sh\necho\n"})
+    workspaces.checkout(Workspace(repo=str(repo.path), commit=sha), tmp_path / "w1")  # clones the mirror
+    calls: list[tuple[str, ...]] = []
+    real = workspace._run
+    monkeypatch.setattr(workspace, "_run", lambda args, env: calls.append(args) or real(args, env))
+    workspaces.checkout(Workspace(repo=str(repo.path), commit=sha), tmp_path / "w2")
+    assert len(calls) == 1 and "read-tree" in calls[0]
+    assert (tmp_path / "w2" / "a.txt").read_bytes() == b"x\r\ny\r\n"  # .gitattributes applied
+    assert os.stat(tmp_path / "w2" / "bin/run").st_mode & 0o111
+    assert not (tmp_path / "w2" / ".git").exists()
