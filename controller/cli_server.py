@@ -12,6 +12,7 @@ import ssl
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from controller.settings import Settings
 
@@ -311,6 +312,30 @@ def _cmd_trigger(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_event(args: argparse.Namespace) -> int:
+    payload: Any = {}
+    if args.payload is not None or args.payload_file is not None:
+        what = "--payload" if args.payload is not None else f"--payload-file {args.payload_file}"
+        try:
+            text = args.payload if args.payload is not None else (
+                sys.stdin.read() if args.payload_file == "-" else Path(args.payload_file).read_text(encoding="utf-8"))
+            payload = json.loads(text)
+        except OSError as exc:
+            raise _user_error(f"{what}: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise _user_error(f"{what}: not JSON ({exc})") from None
+        if not isinstance(payload, dict):
+            raise _user_error(f"{what}: the payload must be a JSON object, like '{{\"version\": \"1.2\"}}'")
+    params = {"repo": args.repo} if args.repo else None
+    if args.repo:
+        _repo_path(args.repo)  # the same check of the name as elsewhere
+    result = _call(args, "POST", "/api/v1/events/" + quote(args.name, safe=""), payload, params)
+    print(json.dumps(result, indent=2))
+    if not result.get("runs") and result.get("message"):
+        print(f"clarity: {result['message']}", file=sys.stderr)
+    return 0
+
+
 def _cmd_cancel(args: argparse.Namespace) -> int:
     _call(args, "POST", f"/api/v1/runs/{args.run}/cancel")
     print(f"run {args.run}: cancel requested")
@@ -353,6 +378,35 @@ def _cmd_runner_token(args: argparse.Namespace) -> int:
         print(f"revoked {args.prefix}")
     return 0
 
+
+def _cmd_webhook_key(args: argparse.Namespace) -> int:
+    if args.action == "create":
+        if not args.target or not args.workflow:
+            raise _user_error("webhook-key create needs REPO and WORKFLOW_FILE "
+                              "(e.g. clarity webhook-key create acme/app .clarity/deploy.yaml)")
+        body = {"repo": args.target, "workflow": args.workflow, **({"name": args.name} if args.name else {})}
+        key = _call(args, "POST", "/api/v1/webhook-keys", body)
+        print(key["key"])
+        paths = ", ".join(key.get("paths") or ()) or "none yet"
+        print(f"clarity: webhook key {key['prefix']}… ({key['name']}) for {key['workflow_file']} of {key['repo']}; "
+              f"it is shown only now. Its webhook paths: {paths}. Send it as 'Authorization: Bearer KEY' or "
+              "'X-Clarity-Key: KEY'", file=sys.stderr)
+        for warning in key.get("warnings") or ():
+            print(f"clarity: warning: {warning}", file=sys.stderr)
+    elif args.action == "list":
+        if args.workflow:
+            raise _user_error("webhook-key list takes one REPO at most")
+        keys = _call(args, "GET", "/api/v1/webhook-keys", params={"repo": args.target} if args.target else None)["keys"]
+        print(f"{'PREFIX':<14}  {'STATE':<8}  {'REPO':<24}  {'WORKFLOW':<28}  {'LAST USED':<9}  NAME")
+        for k in keys:
+            print(f"{k['prefix']:<14}  {k['state']:<8}  {k.get('repo') or '-':<24}  {k['workflow_file']:<28}  "
+                  f"{_ago(k.get('last_used_at')):<9}  {k['name']}")
+    else:
+        if not args.target or args.workflow:
+            raise _user_error("webhook-key revoke needs the key's PREFIX (see `clarity webhook-key list`)")
+        _call(args, "DELETE", f"/api/v1/webhook-keys/{args.target}")
+        print(f"revoked {args.target}")
+    return 0
 
 def _cmd_runners(args: argparse.Namespace) -> int:
     if args.action == "list":
@@ -485,6 +539,17 @@ def add_commands(sub: Any) -> None:
     _remote(trig)
     trig.set_defaults(func=_cmd_trigger)
 
+    event = sub.add_parser("event", help="send a custom event: it starts the workflows with an event trigger of "
+                           "that name")
+    event.add_argument("action", choices=["send"])
+    event.add_argument("name", metavar="NAME", help="the event's name (`- {type: event, name: NAME}`)")
+    given = event.add_mutually_exclusive_group()
+    given.add_argument("--payload", metavar="JSON", help="a JSON object, read by the runs as ${trigger.payload.KEY}")
+    given.add_argument("--payload-file", metavar="FILE", help="the payload from a file ('-': stdin)")
+    event.add_argument("--repo", metavar="REPO", help="only the workflows of this repository (default: every one)")
+    _remote(event)
+    event.set_defaults(func=_cmd_event)
+
     cancel = sub.add_parser("cancel", help="cancel a run on a running controller")
     cancel.add_argument("run", type=int, metavar="RUN")
     _remote(cancel)
@@ -496,6 +561,17 @@ def add_commands(sub: Any) -> None:
     token.add_argument("--labels", metavar="A,B", help="labels of a runner that registers without --labels")
     _remote(token)
     token.set_defaults(func=_cmd_runner_token)
+
+    hook_key = sub.add_parser("webhook-key", help="keys that start a workflow's webhook triggers "
+                              "(POST /api/v1/webhook...; docs/triggers.md)")
+    hook_key.add_argument("action", choices=["create", "list", "revoke"])
+    hook_key.add_argument("target", nargs="?", metavar="REPO|PREFIX", help="create, list: the repository (owner/repo); "
+                          "revoke: the key's prefix")
+    hook_key.add_argument("workflow", nargs="?", metavar="WORKFLOW_FILE", help="create: e.g. .clarity/deploy.yaml")
+    hook_key.add_argument("--name", help="create: who or what uses the key; runs say webhook-key:NAME "
+                          "(default: the key's prefix)")
+    _remote(hook_key)
+    hook_key.set_defaults(func=_cmd_webhook_key)
 
     runners = sub.add_parser("runners", help="runner agents registered with a running controller")
     runners.add_argument("action", choices=["list", "disable", "enable"])

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from controller.engine import Scheduler
+from controller.events import Events
 from controller.report import Reporting
 from controller.settings import Settings
 from controller.starter import Starter
@@ -29,6 +30,7 @@ class Services:
     runners: Runners
     outbox: Outbox
     reporting: Reporting
+    events: Events = field(init=False)  # event triggers: runs started when runs finish
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -40,7 +42,10 @@ class Services:
         repos, outbox = Repos(store.engine), Outbox(store.engine)
         reporting = Reporting(store, repos, outbox, settings)
         scheduler.on_state.append(reporting.run_changed)
-        return cls(settings=settings, store=store, queue=queue, scheduler=scheduler, repos=repos,
-                   keys=ApiKeys(store.engine), mirrors=mirrors,
-                   starter=Starter(scheduler, mirrors, on_skip=reporting.skipped), runners=runners, outbox=outbox,
-                   reporting=reporting)
+        services = cls(settings=settings, store=store, queue=queue, scheduler=scheduler, repos=repos,
+                       keys=ApiKeys(store.engine), mirrors=mirrors,
+                       starter=Starter(scheduler, mirrors, on_skip=reporting.skipped), runners=runners,
+                       outbox=outbox, reporting=reporting)
+        services.events = Events(store, repos, services.starter)
+        scheduler.on_state.append(services.events.run_finished)
+        return services

@@ -257,6 +257,40 @@ class Starter:
     def _seen(self, dedupe: str | None) -> bool:
         return dedupe is not None and self.scheduler.store.run_by_dedupe(dedupe) is not None
 
+    def event(self, repo: RepoRow, trigger: TriggerRow, cause: Mapping[str, object], *,
+              dedupe_key: str | None = None) -> Outcome:
+        """Start the workflow of an `event` trigger (controller.events) at the current head of the
+        branch the trigger was read from. `cause` is the run's audit (`${trigger.*}`): a finished
+        run, or a custom event. With `dedupe_key`, one run per key (a run finishing is acted on
+        once); without, every call makes a run (each custom event is one)."""
+        _mirror, refs = self._refresh(repo)
+        sha = refs.get(trigger.ref)
+        if sha is None:
+            raise StartError(f"{repo.name} has no branch {trigger.ref} any more")
+        return self._start(repo, sha=sha, ref=trigger.ref, kind="event", branch=trigger.ref.removeprefix("refs/heads/"),
+                           tag="", before=None, changed=None, message=None, author=str(cause.get("by") or "event"),
+                           trigger={**cause, "trigger": trigger.key}, only=trigger.workflow_file,
+                           once=dedupe_key is not None, dedupe_key=dedupe_key)
+
+    def webhook(self, repo: RepoRow, trigger: TriggerRow, payload: Mapping[str, object], key_name: str, *,
+                delivery: str | None = None) -> Outcome:
+        """Start the workflow of a `webhook` trigger (an authenticated POST reached its path,
+        controller.api.inbound) at the current head of the branch the trigger was read from. Every
+        request makes its own run; the payload is in its audit (`${trigger.payload.NAME}`)."""
+        import uuid
+
+        _mirror, refs = self._refresh(repo)
+        sha = refs.get(trigger.ref)
+        if sha is None:
+            raise StartError(f"{repo.name} has no branch {trigger.ref} any more")
+        by = f"webhook-key:{key_name}"
+        audit: dict[str, object] = {"by": by, "event": "webhook", "path": trigger.config.get("path"),
+                                    "trigger": trigger.key, "payload": dict(payload),
+                                    "delivery": delivery or str(uuid.uuid4())}
+        return self._start(repo, sha=sha, ref=trigger.ref, kind="webhook",
+                           branch=trigger.ref.removeprefix("refs/heads/"), tag="", before=None, changed=None,
+                           message=None, author=by, trigger=audit, only=trigger.workflow_file, once=False)
+
 
 def _name_of(text: str) -> str | None:
     """The `workflow.name` of a file that does not lint, when it can still be read: its runs then

@@ -26,6 +26,23 @@ from typing import Iterator
 import pytest
 import sqlalchemy as sa
 
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """A test that runs a CLI command in-process configures logging (controller.logs) with a
+    handler on the stream of that moment (pytest's captured stderr, closed after the test): put
+    the root logger and structlog back as they were, for the tests that follow."""
+    import logging
+
+    import structlog
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.reset_defaults()
+
+
 PG_USER = "nobody"  # the cluster's superuser: the OS user it runs as when the tests run as root
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from controller.api import deliveries, openapi, ops, queue, repos, runner, runners, runs, schedules
+from controller.api import deliveries, events, openapi, ops, queue, repos, runner, runners, runs, schedules
+from controller.api import inbound  # its routes go last: a catch-all POST under /api/v1/webhook
 from controller.api.errors import exception_handlers
 from controller.api.metrics import Metrics
 from controller.services import Services
@@ -29,5 +30,7 @@ def routes(services: Services, metrics: Metrics | None = None) -> list[BaseRoute
         *deliveries.routes(services),
         *runner.routes(services, metrics),
         *runners.routes(services),
+        *events.routes(services),
         *schedules.routes(services),
+        *inbound.routes(services),  # keep last: a catch-all under /api/v1/webhook
     ]

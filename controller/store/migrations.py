@@ -255,11 +255,34 @@ def _v4_triggers(conn: sa.Connection) -> None:
         m.tables[name].create(conn)
 
 
+def _v5_webhook_keys(conn: sa.Connection) -> None:
+    """The keys of `webhook` triggers: one per (repository, workflow file), sealed, not hashed (an
+    HMAC signature is checked with the key itself)."""
+    m = sa.MetaData()
+    sa.Table("repos", m, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table(
+        "webhook_keys", m,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("prefix", sa.Text, nullable=False, unique=True),
+        sa.Column("sealed", sa.Text, nullable=False),
+        sa.Column("repo_id", sa.Integer, sa.ForeignKey("repos.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("workflow_file", sa.Text, nullable=False),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("created_by", sa.Text),
+        sa.Column("created_at", sa.Float, nullable=False),
+        sa.Column("last_used_at", sa.Float),
+        sa.Column("revoked_at", sa.Float),
+        sa.Index("ix_webhook_keys_repo", "repo_id"),
+    )
+    m.tables["webhook_keys"].create(conn)
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _v1_initial),
     (2, _v2_controller),
     (3, _v3_reporting),
     (4, _v4_triggers),
+    (5, _v5_webhook_keys),
 ]
 
 

@@ -249,3 +249,19 @@ backfills = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
 )
+
+webhook_keys = sa.Table(
+    "webhook_keys",  # v5: the keys that start a workflow file's webhook triggers (controller.store.webhook_keys)
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("prefix", sa.Text, nullable=False, unique=True),  # shown, and used to find the key
+    sa.Column("sealed", sa.Text, nullable=False),  # the key, sealed (controller.secretbox): HMAC signatures need it
+    sa.Column("repo_id", sa.Integer, sa.ForeignKey("repos.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("workflow_file", sa.Text, nullable=False),  # .clarity/....yaml: the only file the key starts
+    sa.Column("name", sa.Text, nullable=False),  # who uses it; runs say `webhook-key:<name>`
+    sa.Column("created_by", sa.Text),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_used_at", sa.Float),
+    sa.Column("revoked_at", sa.Float),
+    sa.Index("ix_webhook_keys_repo", "repo_id"),
+)

@@ -16,6 +16,7 @@ from typing import Any
 
 
 from controller.triggers.schedule import Schedule, ScheduleError
+from controller.triggers.webhook import path_problem as webhook_path_problem
 
 from . import expr
 from .dag import build_edges, find_cycle
@@ -169,6 +170,16 @@ class _Checker:
                         if exc.key not in said:
                             said.add(exc.key)
                             yield error(self.doc.pos(base + (exc.key,)), str(exc), _SCHEDULE_HINTS.get(exc.key))
+            path = trig.get("path")
+            if trig.get("type") == "webhook" and isinstance(path, str) and path.startswith("/"):  # else: schema's
+                problem = webhook_path_problem(path)
+                if problem is not None:
+                    yield error(self.doc.pos(base + ("path",)), *problem)
+            if trig.get("type") == "event" and "repo" not in trig and trig.get("workflow") == self.wf.get("name") \
+                    and isinstance(trig.get("workflow"), str):  # every state can match its own outcome
+                yield error(self.doc.pos(base + ("workflow",)), "a workflow that starts itself when it finishes "
+                            "never stops", "name another workflow; to try again after a failure, give the task "
+                            "`retries`, or use a schedule")
             inputs = trig.get("inputs")
             if trig.get("type") == "manual" and isinstance(inputs, dict):
                 for name, spec in inputs.items():

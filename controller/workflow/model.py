@@ -22,6 +22,7 @@ DEFAULT_TRIGGERS = ("push", "pull_request")
 TRIGGER_DEFAULTS: dict[str, dict[str, Any]] = {
     "schedule": {"timezone": "UTC", "catchup": "latest"},
     "event": {"state": "success"},
+    "webhook": {"signature": "none"},
 }
 
 

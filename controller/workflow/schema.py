@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from controller.triggers.webhook import FILTER_PATH_PATTERN as WEBHOOK_FILTER_PATH
+from controller.triggers.webhook import SIGNATURES as WEBHOOK_SIGNATURES
+
 from .units import DURATION_PATTERN, SIZE_PATTERN
 
 Schema = dict[str, Any]
@@ -99,9 +102,23 @@ def trigger_schemas() -> dict[str, Schema]:
             "catchup": {"enum": ["none", "latest", "all"],
                         "description": "Missed ticks after downtime: none, latest (default: one run) or all."},
         }, ("cron",)),
-        "webhook": _trigger("webhook", "Runs when an authenticated request reaches a generic inbound URL.", {
-            "path": _s("URL path of the hook, starting with '/'.", pattern="^/", title="webhook path"),
-            "secret": _s("Shared secret for the request signature, usually ${secrets.NAME}."),
+        "webhook": _trigger("webhook", "Runs when a POST with a webhook key of this workflow file reaches the "
+                            "controller at `path` (keys: `clarity webhook-key create REPO FILE`).", {
+            "path": _s("URL path served by the controller, under /api/v1/webhook (e.g. /api/v1/webhook, "
+                       "/api/v1/webhooks/deploy).", pattern="^/", title="webhook path"),
+            "signature": {"enum": list(WEBHOOK_SIGNATURES), "default": "none",
+                          "description": "sha256: the request must also carry X-Clarity-Signature: sha256=<hex "
+                                         "HMAC-SHA256 of the body with the key> (default none)."},
+            "filter": {"type": "object", "description": "Run only when the JSON payload matches: dotted paths "
+                                                        "into the payload -> the expected value, or a list of "
+                                                        "accepted values; all entries must match.",
+                       "propertyNames": {"pattern": WEBHOOK_FILTER_PATH, "title": "filter path",
+                                         "description": "Keys separated by '.', e.g. repository.private "
+                                                        "(a number indexes a list)."},
+                       "additionalProperties": {
+                           "type": ["string", "number", "boolean", "null", "array"], "minItems": 1,
+                           "items": {"type": ["string", "number", "boolean", "null"], "description": "A value."},
+                           "description": "The expected value, or a list of accepted values."}},
         }, ("path",)),
         "manual": _trigger("manual", "Runs when started by hand (CLI, API), with typed inputs.", {
             "inputs": {"type": "object", "description": "Inputs by name, read as ${inputs.NAME}.",
@@ -112,8 +129,11 @@ def trigger_schemas() -> dict[str, Schema]:
         "event": _trigger("event", "Runs when another workflow finishes, or on a custom event posted to the API.", {
             "workflow": _s("Name of the workflow whose runs are watched."),
             "state": {"enum": ["success", "failure", "any"], "description": "Which outcome fires (default success)."},
-            "name": _s("Name of a custom event."),
-        }, oneOf=[{"required": ["workflow"]}, {"required": ["name"]}], dependentRequired={"state": ["workflow"]}),
+            "repo": _s("The registered repository (owner/name) whose workflow is watched (default: this one).",
+                       pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", title="repository name"),
+            "name": _s("Name of a custom event (POST /api/v1/events/NAME)."),
+        }, oneOf=[{"required": ["workflow"]}, {"required": ["name"]}],
+            dependentRequired={"state": ["workflow"], "repo": ["workflow"]}),
         "file_watch": _trigger("file_watch", "Runs when watched files change.", {
             "paths": _globs("repository files"),
             "directory": _s("A directory on the controller to watch."),

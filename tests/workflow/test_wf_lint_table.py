@@ -138,6 +138,21 @@ CASES: list[tuple[str, str, list[str]]] = [
           tasks: [{name: t, image: alpine}]
         """, ["w.yaml:5:7: error: missing required key 'cron' in the schedule trigger",
               "w.yaml:5:33: error: unknown catchup 'some' in the schedule trigger; known: none, latest, all"]),
+    ("event trigger that starts the workflow itself", """
+        workflow:
+          name: build
+          triggers:
+            - type: event
+              workflow: build
+              state: any
+            - {type: event, workflow: build, repo: acme/other}
+            - {type: event, workflow: test, repo: not-a-repo}
+            - {type: event, name: deploy, state: success}
+          tasks: [{name: t, image: alpine}]
+        """, ["w.yaml:6:17: error: a workflow that starts itself when it finishes never stops\n"
+              "  hint: name another workflow; to try again after a failure, give the task `retries`, or use a schedule",
+              "w.yaml:9:43: error: invalid repository name 'not-a-repo' in the event trigger",
+              "w.yaml:10:35: error: 'state' needs 'workflow' in the event trigger"]),
     ("bad durations and sizes", """
         workflow:
           name: w
