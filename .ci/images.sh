@@ -3,6 +3,7 @@
 #   clarity-busybox:latest            root fs from Debian's busybox-static
 #   clarity-python:bookworm (+latest) debootstrap minbase with python3, venv, pip, git
 #   clarity-ci:latest                 clarity-python + /opt/venv with the project's test deps
+#   clarity-plugins:latest            clarity-python + /opt/plugins: what the built-in plugins' tasks use
 # Skips images that already exist (with label io.clarity.image=1); --force rebuilds all.
 # The debootstrap root fs is cached in .ci/cache/ (also used by --force); delete that
 # directory to re-run debootstrap.
@@ -135,7 +136,7 @@ reqs = list(project.get("dependencies", [])) + list(build) + ["wheel"]
 test = project.get("optional-dependencies", {}).get("test", [])
 def name(req):
     return re.split(r"[\s<>=!~;\[]", req, maxsplit=1)[0].lower().replace("_", "-")
-for want in ("pytest", "pytest-timeout", "import-linter"):
+for want in ("pytest", "pytest-timeout", "import-linter", "jmespath", "boto3", "moto", "aiosmtpd"):
     reqs.append(next((r for r in test if name(r) == want), want))
 print("\n".join(reqs))
 PY
@@ -149,6 +150,22 @@ if ((force || python_built)) || ! have clarity-ci:latest ||
   docker build --network host -q \
     --label "$LABEL=1" --label "io.clarity.requirements=$req_sha" \
     -t clarity-ci:latest "$ctx" >"$tmp/build.log" 2>&1 || { tail -n 40 "$tmp/build.log" >&2; exit 1; }
+fi
+
+# --- clarity-plugins:latest ------------------------------------------------------------
+pctx=$tmp/plugins
+mkdir -p "$pctx"
+grep -v '^#' .ci/images/plugins-requirements.txt >"$pctx/requirements.txt"
+preq_sha=$(sha256sum "$pctx/requirements.txt" | cut -c1-16)
+if ((force || python_built)) || ! have clarity-plugins:latest ||
+   [[ "$(label_of clarity-plugins:latest io.clarity.requirements)" != "$preq_sha" ]]; then
+  log "building clarity-plugins:latest (pip install from PyPI: $(paste -sd' ' "$pctx/requirements.txt"))"
+  cp .ci/images/plugins.Dockerfile "$pctx/Dockerfile"
+  ca=/etc/ssl/certs/ca-certificates.crt
+  if [[ -s "$ca" ]]; then cp "$ca" "$pctx/ca-certificates.crt"; else : >"$pctx/ca-certificates.crt"; fi
+  docker build --network host -q \
+    --label "$LABEL=1" --label "io.clarity.requirements=$preq_sha" \
+    -t clarity-plugins:latest "$pctx" >"$tmp/build-plugins.log" 2>&1 || { tail -n 40 "$tmp/build-plugins.log" >&2; exit 1; }
 fi
 
 # drop our own superseded images (untagged by a rebuild), unless a container uses them

@@ -2,7 +2,8 @@
 
 Nothing runs at import. The lifespan builds the services, resumes the runs a previous process
 left open, and starts the background loops: the lease reaper, the webhook intake worker, the git
-poller and (for `clarity up`) the built-in runner. Each loop survives its own failures.
+poller, the schedules, the plugin triggers and (for `clarity up`) the built-in runner. Each loop
+survives its own failures.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def create_app(settings: Settings, *, builtin_runner: bool = False) -> Starlette
     from controller.poller import Poller
     from controller.report import Sender
     from controller.filewatch import FileWatchLoop
+    from controller.plugin_triggers import PluginTriggerLoop
     from controller.schedules import ScheduleLoop
 
     services = Services.build(settings)
@@ -89,6 +91,9 @@ def create_app(settings: Settings, *, builtin_runner: bool = False) -> Starlette
         services.starter.on_push = schedules.on_push
         schedules.start()
         stoppers.append(schedules.stop)
+        plugin_triggers = PluginTriggerLoop(services)  # the triggers the schedule loop reads
+        plugin_triggers.start()
+        stoppers.append(plugin_triggers.stop)
         worker = IntakeWorker(services)
         worker.start()
         stoppers.append(worker.stop)

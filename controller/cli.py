@@ -26,6 +26,21 @@ _SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 
+def _payload(path: str) -> dict[str, Any]:
+    import json
+
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        value = json.loads(text)
+    except OSError as exc:
+        raise UserError(f"--payload {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UserError(f"--payload {path}: not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise UserError(f"--payload {path}: the payload must be a JSON object, like {{\"orders\": []}}")
+    return value
+
+
 def _parse_pairs(items: Sequence[str], what: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in items:
@@ -65,8 +80,8 @@ def collect_secrets(
 def _cmd_lint(args: argparse.Namespace) -> int:
     from controller.workflow.lint import lint_paths
 
-    try:
-        results = lint_paths([Path(p) for p in args.paths])
+    try:  # the permissions plugins have here (as `clarity run` checks them)
+        results = lint_paths([Path(p) for p in args.paths], grants=Settings.from_env().plugin_permissions)
     except (OSError, ValueError) as exc:
         raise UserError(str(exc)) from None
     errors = warnings = 0
@@ -172,6 +187,7 @@ def _cmd_runs_show(args: argparse.Namespace) -> int:
                "blob_sha": row.blob_sha, "commit_sha": row.commit_sha, "ref": row.ref, "event": row.event,
                "state": row.state, "trigger": row.trigger, "message": row.message, "duration_s": row.duration_s,
                "created_at": row.created_at, "rerun_of": row.rerun_of, "reports": [],
+               "plugins": (row.context or {}).get("plugins") if isinstance(row.context, dict) else {},
                "tasks": [{"name": t.name, "state": t.state, "attempt": t.attempt, "exit_code": t.exit_code,
                           "duration_s": t.duration_s, "error": t.error} for t in store.list_tasks(row.id)]}
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["created_at"]))
@@ -183,6 +199,8 @@ def _cmd_runs_show(args: argparse.Namespace) -> int:
     print(f"  created     {when}, took {fmt_duration(run.get('duration_s'))}")
     if run.get("message"):
         print("  message     " + "\n              ".join(str(run["message"]).splitlines()))
+    if run.get("plugins"):
+        print("  plugins     " + ", ".join(f"{task}: {used}" for task, used in run["plugins"].items()))
     for t in run.get("tasks") or []:
         extra = f"exit {t['exit_code']}" if t.get("exit_code") not in (None, 0) else (t.get("error") or "")
         print(f"  task {t['name']:<20} {t['state']:<10} {fmt_duration(t.get('duration_s')):>7}  "
@@ -256,6 +274,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         secrets=collect_secrets(args.secret, args.secret_file, dict(os.environ)),
         dirty=args.dirty,
         backend=args.backend,
+        payload=_payload(args.payload) if args.payload else None,
     )
     cancel = threading.Event()
 
@@ -293,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--task", action="append", default=[], metavar="NAME", help="run only this task (and what it needs); repeatable")
     run.add_argument("--event", default="push", choices=["push", "pull_request", "tag", "manual"], help="the event to simulate (default: push)")
     run.add_argument("--input", action="append", default=[], metavar="K=V", help="an input value; repeatable")
+    run.add_argument("--payload", metavar="FILE", help="a JSON object file ('-': stdin) given to the run as the "
+                     "trigger's payload (${trigger.payload.*}), as a webhook or an event would")
     run.add_argument("--secret", action="append", default=[], metavar="NAME[=VALUE]", help="a secret (value from $NAME if omitted); repeatable")
     run.add_argument("--secret-file", action="append", default=[], metavar="NAME=PATH", help="a secret read from a file; repeatable")
     run.add_argument("--dirty", action="store_true", help="run the working tree as it is, not the committed HEAD")
@@ -323,9 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
     _remote_options(logs)
     logs.set_defaults(func=_cmd_logs)
 
+    from controller.cli_plugins import add_commands as plugin_commands
     from controller.cli_server import add_commands
 
     add_commands(sub)
+    plugin_commands(sub)
     return p
 
 

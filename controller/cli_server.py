@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from controller.settings import Settings
+from controller.settings import PERMISSIONS, Settings
 
 if TYPE_CHECKING:
     from controller.client import Client
@@ -216,6 +216,41 @@ def _webhook_secret(args: argparse.Namespace) -> str | None:
     return secret
 
 
+def _allow_plugin(values: list[str]) -> dict[str, list[str]]:
+    """The --allow-plugin NAME=PERM[,PERM] options as {plugin: [permission, ...]}; a later option
+    for the same plugin replaces an earlier one, `NAME=` grants it nothing."""
+    grants: dict[str, list[str]] = {}
+    for value in values:
+        plugin, eq, perms = value.partition("=")
+        plugin = plugin.strip()
+        if not eq or not plugin:
+            raise _user_error(f"--allow-plugin {value!r}: expected NAME=PERMISSION[,PERMISSION] (e.g. "
+                              "notification=network,secrets; NAME= grants it nothing)")
+        items = {p.strip() for p in perms.split(",") if p.strip()}
+        unknown = sorted(items - set(PERMISSIONS))
+        if unknown:
+            raise _user_error(f"--allow-plugin {value}: unknown permission(s) {', '.join(unknown)} "
+                              f"(known: {', '.join(PERMISSIONS)})")
+        grants[plugin] = sorted(items)
+    return grants
+
+
+def _grants_text(repo: dict[str, Any]) -> str:
+    """The plugin grants a repository's runs get, and where they come from."""
+    effective = repo.get("effective_plugin_permissions")
+    own = repo.get("plugin_permissions")
+    if effective is None:  # a controller that does not say
+        effective = own
+    if own is None:
+        where = "the controller's setting plugin_permissions"
+    else:
+        where = "this repository's own (clarity repo set --allow-plugin)"
+    if effective is None:
+        return where
+    text = "; ".join(f"{plugin}={','.join(perms) or '(none)'}" for plugin, perms in sorted(effective.items()))
+    return f"{text or 'none'} (from {where})"
+
+
 def _warn(repo: dict[str, Any]) -> None:
     for warning in repo.get("warnings") or ():
         print(f"clarity: warning: {warning}", file=sys.stderr)
@@ -245,6 +280,7 @@ def _show(repo: dict[str, Any]) -> list[tuple[str, str]]:
         ("GitHub App", app),
         ("status context", repo.get("status_context") or "clarity/{workflow} (default)"),
         ("git notes", "on" if repo.get("notes") else "off"),
+        ("plugin grants", _grants_text(repo)),
     ]
 
 
@@ -254,8 +290,13 @@ def _cmd_repo(args: argparse.Namespace) -> int:
             raise _user_error("repo add needs NAME (owner/repo) and --url URL")
         if args.enabled is not None:
             raise _user_error("--enable and --disable are for `clarity repo set` (a new repository is enabled)")
+        if args.plugin_permissions_default:
+            raise _user_error("--plugin-permissions-default is for `clarity repo set` (a new repository without "
+                              "--allow-plugin follows the controller's setting)")
         body = {"name": args.name, "url": args.url, "forge": args.forge or "generic",
                 "webhook_secret": _webhook_secret(args), "poll_interval": args.poll, **_forge_body(args, patch=False)}
+        if args.allow_plugin:
+            body["plugin_permissions"] = _allow_plugin(args.allow_plugin)
         repo = _call(args, "POST", "/api/v1/repos", {k: v for k, v in body.items() if v is not None})
         _warn(repo)
         print(f"added {repo['name']} ({repo['forge']}, {repo['url']})"
@@ -274,11 +315,25 @@ def _cmd_repo(args: argparse.Namespace) -> int:
             body["poll_interval"] = None if args.poll in ("", "off") else args.poll
         if args.enabled is not None:
             body["enabled"] = args.enabled
+        if args.plugin_permissions_default:
+            if args.allow_plugin:
+                raise _user_error("--plugin-permissions-default goes back to the controller's setting: not with "
+                                  "--allow-plugin")
+            body["plugin_permissions"] = None
+        elif args.allow_plugin:
+            given = _allow_plugin(args.allow_plugin)
+            stored = _call(args, "GET", _repo_path(args.name))
+            base = stored.get("plugin_permissions")
+            if base is None:  # following the setting: start from what it grants now
+                base = stored.get("effective_plugin_permissions") or {}
+            body["plugin_permissions"] = {**base, **given}
         if not body:
             raise _user_error("repo set: nothing to change (see `clarity repo --help`)")
         repo = _call(args, "PATCH", _repo_path(args.name), body)
         _warn(repo)
         print(f"changed {repo['name']}: {', '.join(sorted(body))}")
+        if "plugin_permissions" in body:
+            print(f"plugin grants: {_grants_text(repo)}")
     elif args.action == "show":
         if not args.name:
             raise _user_error("repo show needs NAME (owner/repo)")
@@ -496,7 +551,16 @@ def add_commands(sub: Any) -> None:
                "A token given with --forge-token is sealed with the controller's key and never shown again.\n"
                "--forge-token TOKEN is visible to other users in `ps`: prefer --forge-token - (stdin).\n"
                "With `set`, an empty value ('') resets --forge-url, --forge-token-file, --status-context and\n"
-               "--webhook-secret; --poll off stops polling.")
+               "--webhook-secret; --poll off stops polling.\n"
+               "\n"
+               "Plugin grants (docs/plugins.md): a repository's own grants replace the controller's setting\n"
+               "plugin_permissions for it:\n"
+               "  clarity repo set acme/app --allow-plugin notification=network,secrets --allow-plugin storage=\n"
+               "With `set`, each --allow-plugin replaces that plugin's entry and the others are kept: the\n"
+               "command reads the repository's grants (or, while it follows the controller's setting, a copy of\n"
+               "what the setting grants now), changes those entries and sends the whole result. NAME= grants\n"
+               "that plugin nothing; --plugin-permissions-default goes back to the setting. `show` prints the\n"
+               "grants in effect and where they come from.")
     repo.add_argument("action", choices=["add", "set", "show", "list", "remove"])
     repo.add_argument("name", nargs="?", metavar="NAME", help="the forge's owner/repo")
     repo.add_argument("--url", help="any git URL: https, ssh, file (add only)")
@@ -527,6 +591,14 @@ def add_commands(sub: Any) -> None:
                       help="set: run its workflows again")
     repo.add_argument("--disable", dest="enabled", action="store_const", const=False,
                       help="set: no runs from webhooks or polling")
+    grants = repo.add_argument_group("plugin grants (docs/plugins.md)")
+    grants.add_argument("--allow-plugin", action="append", default=[], metavar="NAME=PERM[,PERM]",
+                        help="add, set: the permissions (network, secrets, host_paths) plugin NAME's tasks may have "
+                             "in this repository, replacing the controller's setting for it; repeatable; NAME= grants "
+                             "nothing; with set, replaces that plugin's entry and keeps the others")
+    grants.add_argument("--plugin-permissions-default", action="store_true",
+                        help="set: forget the repository's own grants: the controller's setting plugin_permissions "
+                             "applies again")
     repo.add_argument("--json", action="store_true", help="show: print the API's JSON")
     _remote(repo)
     repo.set_defaults(func=_cmd_repo)

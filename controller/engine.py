@@ -89,9 +89,20 @@ class RunSpec:
     repo_id: int | None = None
     dedupe_key: str | None = None
     no_secrets: bool = False  # a pull request from a fork: its code never sees a secret
+    grants: Mapping[str, frozenset[str]] = dataclasses.field(default_factory=dict)  # plugin -> permissions
+    storage_root: str | None = None
+
+    def plugins(self) -> dict[str, str]:
+        """Task -> `plugin version`, for the tasks of plugin types (recorded on the run)."""
+        from controller.plugins.compile import label
+
+        return {t.name: found for t in self.workflow.tasks if (found := label(t)) is not None}
 
     def context_json(self) -> dict[str, Any]:
         return {
+            "plugins": self.plugins(),
+            "grants": {k: sorted(v) for k, v in self.grants.items()},
+            "storage_root": self.storage_root,
             "workspace": dataclasses.asdict(self.workspace), "git": dataclasses.asdict(self.git),
             "trigger": dict(self.trigger), "inputs": dict(self.inputs),
             "changed_files": list(self.changed_files) if self.changed_files is not None else None,
@@ -135,11 +146,13 @@ class Scheduler:
     def create_run(self, spec: RunSpec) -> int | None:
         """The new run's id; None when a run with the same dedupe key exists (made concurrently)."""
         wf = spec.workflow
+        plugins = spec.plugins()
         try:
             run_id = self.store.create_run(
                 repo=spec.repo, workflow=wf.name, workflow_file=wf.file, blob_sha=spec.blob_sha,
                 commit_sha=spec.git.sha or None, ref=spec.git.ref or None, event=spec.event, dirty=spec.dirty,
-                trigger=dict(spec.trigger), tasks=[(t.name, t.image) for t in wf.tasks], owner=spec.owner,
+                trigger=dict(spec.trigger), tasks=[(t.name, t.image or plugins.get(t.name)) for t in wf.tasks],
+                owner=spec.owner,
                 context=spec.context_json(), workflow_text=spec.workflow_text, repo_id=spec.repo_id,
                 dedupe_key=spec.dedupe_key,
             )
@@ -451,6 +464,8 @@ class Scheduler:
             event=run.event, trigger=ctx_json.get("trigger") or {}, inputs=ctx_json.get("inputs") or {},
             secrets=secrets,
             changed_files=tuple(ctx_json["changed_files"]) if ctx_json.get("changed_files") is not None else None,
+            grants={k: frozenset(v) for k, v in (ctx_json.get("grants") or {}).items()},
+            storage_root=ctx_json.get("storage_root"),
         )
         loaded = _Loaded(ctx=ctx, tasks={t.name: t for t in wf.tasks}, order=[t.name for t in wf.tasks],
                          edges=dag.edges(wf), masker=Masker(secrets.values()))

@@ -11,7 +11,7 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Mapping
+from typing import IO, Any, Mapping
 
 from controller.console import Console, summary_table
 from controller.engine import RunSpec, Scheduler
@@ -51,6 +51,7 @@ class LocalRunOptions:
     secrets: Mapping[str, str] = field(default_factory=dict)
     dirty: bool = False
     backend: str = "docker"
+    payload: Mapping[str, Any] | None = None  # --payload: ${trigger.payload.*}, as a webhook would give
 
 
 def make_backend(name: str, settings: Settings) -> Backend:
@@ -63,7 +64,8 @@ def make_backend(name: str, settings: Settings) -> Backend:
     return DockerBackend(pull=settings.pull)
 
 
-def _load(repo: LocalRepo, cwd: Path, sha: str | None, options: LocalRunOptions, out: IO[str]) -> list[tuple[Workflow, WorkflowSource]]:
+def _load(repo: LocalRepo, cwd: Path, sha: str | None, options: LocalRunOptions, out: IO[str],
+          grants: Mapping[str, frozenset[str]] | None = None) -> list[tuple[Workflow, WorkflowSource]]:
     if options.files:
         paths = [repo.relpath(Path(f), cwd) for f in options.files]
     else:
@@ -81,7 +83,7 @@ def _load(repo: LocalRepo, cwd: Path, sha: str | None, options: LocalRunOptions,
             raise LocalRunError(str(exc)) from None
         if sha is not None and repo.is_modified(path):
             print(f"clarity: note: {path} has uncommitted changes; running the committed version (use --dirty to run yours)", file=sys.stderr)
-        workflow, diagnostics = lint_text(source.text, path)
+        workflow, diagnostics = lint_text(source.text, path, grants=grants)
         for d in diagnostics:
             print(d.format(), file=sys.stderr)
         if workflow is None or any(d.severity == "error" for d in diagnostics):
@@ -101,7 +103,7 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
     except RepoError:
         if not options.dirty:
             raise
-    workflows = _load(repo, cwd, None if options.dirty else sha, options, out)
+    workflows = _load(repo, cwd, None if options.dirty else sha, options, out, settings.plugin_permissions)
 
     branch = repo.branch()
     # A tag at HEAD makes a `tag` event; a push is the branch's, whatever tags the commit has.
@@ -167,6 +169,9 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
                   log_flush_s=0.05)
     # Many short-lived threads hand work to each other (scheduler, agent slots, log senders): a
     # shorter GIL switch interval than the default 5 ms cuts the hand-off latency between tasks.
+    storage_root = str(settings.storage_root) if settings.storage_root else None
+    if storage_root and any(t.type != "container" for wf, _s, _i in prepared for t in wf.tasks):
+        Path(storage_root).mkdir(parents=True, exist_ok=True)  # the storage tasks' root, mounted in their containers
     previous_switch = sys.getswitchinterval()
     sys.setswitchinterval(0.001)
     agent.start()
@@ -179,9 +184,11 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
             run_id = scheduler.create_run(RunSpec(
                 workflow=wf, workflow_text=source.text, workspace=workspace, git=git, event=options.event,
                 repo=str(repo.root), blob_sha=source.blob_sha, dirty=options.dirty,
-                trigger={"by": "clarity run", "event": options.event, "inputs": dict(inputs)},
+                trigger={"by": "clarity run", "event": options.event, "inputs": dict(inputs),
+                         **({"payload": dict(options.payload)} if options.payload is not None else {})},
                 inputs=inputs, changed_files=changed, owner=owner.current(),
                 selected=tuple(t.name for t in wf.tasks) if options.tasks else None,
+                grants=settings.plugin_permissions, storage_root=storage_root,
             ))
             assert run_id is not None  # no dedupe key: never refused
             console = Console(out, [t.name for t in wf.tasks], tty=tty, workflow=wf.name)

@@ -44,7 +44,9 @@ class Services:
         scheduler.on_state.append(reporting.run_changed)
         services = cls(settings=settings, store=store, queue=queue, scheduler=scheduler, repos=repos,
                        keys=ApiKeys(store.engine), mirrors=mirrors,
-                       starter=Starter(scheduler, mirrors, on_skip=reporting.skipped), runners=runners,
+                       starter=Starter(scheduler, mirrors, on_skip=reporting.skipped,
+                                       grants=settings.plugin_permissions,
+                                       storage_root=str(settings.storage_root) if settings.storage_root else None), runners=runners,
                        outbox=outbox, reporting=reporting)
         services.events = Events(store, repos, services.starter)
         scheduler.on_state.append(services.events.run_finished)

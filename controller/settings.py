@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -90,6 +90,46 @@ def _file(name: str, raw: Any) -> Path:
     return path
 
 
+PERMISSIONS = ("network", "secrets", "host_paths")
+
+
+def parse_grants(name: str, raw: Any) -> dict[str, frozenset[str]]:
+    """Plugin permissions: a TOML table {plugin = ["network", ...]}, or `plugin=perm,perm;plugin2=`
+    (the environment, the CLI)."""
+    if isinstance(raw, Mapping):
+        items = {str(k): v for k, v in raw.items()}
+    else:
+        items = {}
+        for part in (p.strip() for p in str(raw).split(";")):
+            if not part:
+                continue
+            plugin, eq, perms = part.partition("=")
+            if not eq or not plugin.strip():
+                raise SettingsError(f"{name}: expected PLUGIN=PERMISSION[,PERMISSION] (e.g. notification=network,secrets), "
+                                    f"got {part!r}")
+            items[plugin.strip()] = [x.strip() for x in perms.split(",") if x.strip()]
+    grants: dict[str, frozenset[str]] = {}
+    for plugin, perms in items.items():
+        if not isinstance(perms, (list, tuple)):
+            raise SettingsError(f"{name}: {plugin}: expected a list of permissions, like [\"network\"]")
+        unknown = sorted(set(map(str, perms)) - set(PERMISSIONS))
+        if unknown:
+            raise SettingsError(f"{name}: {plugin}: unknown permission(s) {', '.join(unknown)} "
+                                f"(known: {', '.join(PERMISSIONS)})")
+        grants[plugin] = frozenset(map(str, perms))
+    return grants
+
+
+_permissions = parse_grants
+
+
+def _dir(name: str, raw: Any) -> Path:
+    path = Path(str(raw)).expanduser()
+    if not path.is_absolute():
+        raise SettingsError(f"{name}={str(raw)!r}: not an absolute path")
+    return path
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -121,6 +161,12 @@ class Settings:
     """Serve HTTPS with this certificate (PEM, chain included); needs `tls_key_file`."""
     tls_key_file: Path | None = None
     """The private key (PEM) of `tls_cert_file`."""
+    storage_root: Path | None = None
+    """Where `storage` tasks write (file system destinations), on the runners' machines (default HOME/storage)."""
+    plugin_permissions: Mapping[str, frozenset[str]] = field(
+        default_factory=lambda: {"storage": frozenset({"host_paths"})})
+    """What each plugin may have, of what its manifest asks (network, secrets, host_paths), unless a
+    repository says otherwise (`clarity repo set NAME --allow-plugin ...`). Default: storage=host_paths."""
 
     @property
     def scheme(self) -> str:
@@ -187,6 +233,8 @@ class Settings:
             public_url=get("public_url", _url, ""),
             tls_cert_file=get("tls_cert_file", _file, None),
             tls_key_file=get("tls_key_file", _file, None),
+            storage_root=get("storage_root", _dir, home / "storage"),
+            plugin_permissions=get("plugin_permissions", _permissions, {"storage": frozenset({"host_paths"})}),
         )._checked()
 
     def _checked(self) -> Settings:

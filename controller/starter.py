@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import sqlalchemy as sa
 import yaml
@@ -34,6 +34,9 @@ from controller.workflow.lint import lint_text
 from controller.workflow.model import Workflow
 from runner.spec import Workspace
 from runner.workspace import WorkspaceCache, WorkspaceError, git_reason
+
+if TYPE_CHECKING:
+    from controller.plugins import Registry
 
 WORKFLOW_DIR = ".clarity"
 DECLARED_TYPES = ("schedule", "webhook", "event", "file_watch")  # triggers that start runs by themselves
@@ -61,13 +64,18 @@ def _git(mirror: Path, *args: str) -> str:
 
 class Starter:
     def __init__(self, scheduler: Scheduler, mirrors: WorkspaceCache,
-                 on_skip: Callable[[RepoRow, str, str, str, str], None] | None = None) -> None:
+                 on_skip: Callable[[RepoRow, str, str, str, str], None] | None = None, *,
+                 grants: Mapping[str, frozenset[str]] | None = None, storage_root: str | None = None) -> None:
         self.scheduler, self.mirrors = scheduler, mirrors
+        # plugin -> permissions its tasks may have: the controller's setting plugin_permissions, for the
+        # repositories without their own (grants_for)
+        self.grants: Mapping[str, frozenset[str]] = dict(grants or {})
+        self.storage_root = storage_root
         # (repo, sha, ref, workflow name, why): a workflow that does not run for a commit
         self.on_skip = on_skip
         # (repo, ref): a push was seen (the schedules re-read a default branch's triggers)
         self.on_push: Callable[[RepoRow, str], None] | None = None
-        self._linted: dict[tuple[str, str], tuple[Workflow | None, list[Diagnostic]]] = {}
+        self._linted: dict[tuple[str, str, str], tuple[Workflow | None, list[Diagnostic]]] = {}
         self._lint_lock = threading.Lock()
 
     def push(self, repo: RepoRow, event: PushEvent, *, source: Mapping[str, object]) -> Outcome:
@@ -108,8 +116,9 @@ class Starter:
 
     def declared(self, repo: RepoRow) -> tuple[str, str, list[Declared]]:
         """The triggers the workflow files declare at the head of the repository's default branch
-        (those that start runs by themselves: schedule, webhook, event, file_watch): (ref, sha,
-        triggers). A file that does not lint declares nothing (its runs on push say why)."""
+        (those that start runs by themselves: schedule, webhook, event, file_watch, and the trigger
+        types of the installed plugins): (ref, sha, triggers). A file that does not lint declares
+        nothing (its runs on push say why)."""
         mirror, refs = self._refresh(repo)
         try:
             ref = _git(mirror, "symbolic-ref", "HEAD").strip()
@@ -123,11 +132,11 @@ class Starter:
                  if f.endswith((".yaml", ".yml"))]
         for path in files:
             blob = _git(mirror, "rev-parse", f"{sha}:{path}").strip()
-            wf, diagnostics = self._lint(blob, path, _git(mirror, "cat-file", "blob", blob))
+            wf, diagnostics = self._lint(blob, path, _git(mirror, "cat-file", "blob", blob), self.grants_for(repo))
             if wf is None or any(d.severity == "error" for d in diagnostics):
                 continue
             for position, trig in enumerate(wf.triggers):
-                if trig.type not in DECLARED_TYPES:
+                if trig.type not in DECLARED_TYPES and installed_plugins().trigger_type(trig.type) is None:
                     continue
                 digest = hashlib.sha256(json.dumps(trig.config, sort_keys=True, default=str).encode()).hexdigest()
                 found.append(Declared(key=f"{repo.id}:{path}:{position}:{trig.type}:{digest[:16]}", workflow_file=path,
@@ -188,12 +197,13 @@ class Starter:
                 raise StartError(f"{repo.name} has no workflow file {only} at {sha[:8]}")
             files = [only]
         git = GitInfo(sha=sha, ref=ref, branch=branch, tag=tag, message=message, author=author, repo=repo.name)
+        grants = self.grants_for(repo)
         result = Outcome()
         for path in files:
             blob = _git(mirror, "rev-parse", f"{sha}:{path}").strip()
             text = _git(mirror, "cat-file", "blob", blob)
             dedupe = dedupe_key or (f"{repo.id}:{kind}:{ref}:{sha}:{path}" if once else None)
-            wf, diagnostics = self._lint(blob, path, text)
+            wf, diagnostics = self._lint(blob, path, text, grants)
             errors = [d for d in diagnostics if d.severity == "error"]
             if (wf is None or errors) and skipping:
                 result.skipped[path] = "the commit message asks to skip CI"
@@ -228,7 +238,8 @@ class Starter:
                 workflow=wf, workflow_text=text, workspace=Workspace(repo=repo.url, commit=sha), git=git,
                 event=kind, repo=repo.name, blob_sha=blob, trigger=trigger,
                 inputs=resolve_inputs(wf, inputs or {}, strict=kind == "manual"), changed_files=changed,
-                repo_id=repo.id, dedupe_key=dedupe, no_secrets=fork,
+                repo_id=repo.id, dedupe_key=dedupe, no_secrets=fork, grants=grants,
+                storage_root=self.storage_root,
             )
             run_id = self.scheduler.create_run(spec)
             if run_id is None:  # a concurrent delivery of the same push got there first
@@ -241,13 +252,22 @@ class Starter:
             result.skipped["*"] = "the commit message asks to skip CI"
         return result
 
-    def _lint(self, blob: str, path: str, text: str) -> tuple[Workflow | None, list[Diagnostic]]:
-        """Lint once per (blob, path): many events arrive for commits that share a workflow file."""
-        key = (blob, path)
+    def grants_for(self, repo: RepoRow) -> Mapping[str, frozenset[str]]:
+        """The plugin permissions the runs of `repo` may have: its own `plugin_permissions` when
+        set (they replace the setting's, whole), else the controller's setting."""
+        if repo.plugin_permissions is None:
+            return self.grants
+        return {plugin: frozenset(perms) for plugin, perms in repo.plugin_permissions.items()}
+
+    def _lint(self, blob: str, path: str, text: str,
+              grants: Mapping[str, frozenset[str]]) -> tuple[Workflow | None, list[Diagnostic]]:
+        """Lint once per (blob, path, grants): many events arrive for commits that share a
+        workflow file (and the same file lints differently under other grants)."""
+        key = (blob, path, json.dumps({k: sorted(v) for k, v in grants.items()}, sort_keys=True))
         with self._lint_lock:
             if key in self._linted:
                 return self._linted[key]
-        result = lint_text(text, path)
+        result = lint_text(text, path, grants=grants)
         with self._lint_lock:
             if len(self._linted) >= LINT_CACHE:
                 self._linted.pop(next(iter(self._linted)))
@@ -290,6 +310,34 @@ class Starter:
         return self._start(repo, sha=sha, ref=trigger.ref, kind="webhook",
                            branch=trigger.ref.removeprefix("refs/heads/"), tag="", before=None, changed=None,
                            message=None, author=by, trigger=audit, only=trigger.workflow_file, once=False)
+
+    def plugin_trigger(self, repo: RepoRow, trigger: TriggerRow, payload: Mapping[str, object], *,
+                       plugin: tuple[str, str] | None = None, dedupe_key: str | None = None) -> Outcome:
+        """Start the workflow of a plugin's trigger (one payload its `poll` returned,
+        controller.plugin_triggers) at the current head of the branch the trigger was read from.
+        The run's event is the trigger's type; the payload is in its audit
+        (`${trigger.payload.NAME}`). `plugin` is (name, version) of the plugin providing the type
+        (default: the installed one); with `dedupe_key`, one run per key."""
+        if plugin is None:
+            found = installed_plugins().trigger_type(trigger.type)
+            plugin = (found[0].name, found[0].version) if found is not None else (trigger.type, "?")
+        _mirror, refs = self._refresh(repo)
+        sha = refs.get(trigger.ref)
+        if sha is None:
+            raise StartError(f"{repo.name} has no branch {trigger.ref} any more")
+        by = f"plugin:{plugin[0]} {plugin[1]}"
+        audit: dict[str, object] = {"by": by, "event": trigger.type, "trigger": trigger.key, "payload": dict(payload)}
+        return self._start(repo, sha=sha, ref=trigger.ref, kind=trigger.type,
+                           branch=trigger.ref.removeprefix("refs/heads/"), tag="", before=None, changed=None,
+                           message=None, author=by, trigger=audit, only=trigger.workflow_file,
+                           once=dedupe_key is not None, dedupe_key=dedupe_key)
+
+
+def installed_plugins() -> Registry:
+    """The installed plugins (looked up on each call: tests put a registry of their own in place)."""
+    from controller import plugins
+
+    return plugins.installed()
 
 
 def _name_of(text: str) -> str | None:

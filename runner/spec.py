@@ -81,6 +81,16 @@ class ArtifactIn:
 
 
 @dataclass(frozen=True)
+class Mount:
+    """A directory of the runner's machine bound into the container (e.g. the storage root of a
+    storage task). The controller grants these only to plugins allowed `host_paths`."""
+
+    source: str  # absolute path on the runner's machine
+    target: str  # absolute path in the container
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     run_id: str
     task: str
@@ -98,6 +108,7 @@ class TaskSpec:
     artifacts_in: tuple[ArtifactIn, ...] = ()
     attempt: int = 1
     labels: Mapping[str, str] = field(default_factory=dict)
+    mounts: tuple[Mount, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -108,6 +119,7 @@ class TaskSpec:
         data["artifacts"] = list(self.artifacts)
         data["artifacts_in"] = [asdict(a) for a in self.artifacts_in]
         data["labels"] = dict(self.labels)
+        data["mounts"] = [asdict(m) for m in self.mounts]
         return data
 
     @classmethod
@@ -121,6 +133,7 @@ class TaskSpec:
         kw["mask"] = tuple(data.get("mask", ()))
         kw["artifacts"] = tuple(data.get("artifacts", ()))
         kw["artifacts_in"] = tuple(ArtifactIn(**a) for a in data.get("artifacts_in", ()))
+        kw["mounts"] = tuple(Mount(**m) for m in data.get("mounts", ()))
         return cls(**kw)
 
 

@@ -17,12 +17,14 @@ from urllib.parse import urlsplit
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
-from controller.api.body import Fields
+from controller.api.body import Fields, kind
 from controller.api.errors import ApiError
 from controller.api.routing import ApiRoute, Call, Doc, reply
 from controller.report import STATUS_FORGES  # the forges with a status API ("generic" has none)
 from controller.secretbox import SecretBox, SecretBoxError
+from controller.plugins.manifest import NAME as PLUGIN_NAME
 from controller.services import Services
+from controller.settings import PERMISSIONS
 from controller.store.repos import FORGES, RepoRow
 from controller.workflow.units import parse_duration
 
@@ -53,6 +55,15 @@ BASE_PROPERTIES: dict[str, Any] = {
     "webhook_secret": {"type": "string", "description": "the secret the forge signs deliveries with"},
     "poll_interval": {"type": ["string", "number"], "description": "poll the remote this often: 60s, 5m, or seconds"},
 }
+PLUGIN_PERMISSIONS: dict[str, Any] = {
+    "type": ["object", "null"], "propertyNames": {"pattern": PLUGIN_NAME},
+    "additionalProperties": {"type": "array", "items": {"type": "string", "enum": list(PERMISSIONS)},
+                             "uniqueItems": True},
+    "description": "the repository's own plugin grants, {plugin: [permission, ...]} (docs/plugins.md): they "
+                   "replace the controller's setting plugin_permissions, whole, for this repository; a plugin not "
+                   "named gets nothing, `[]` grants nothing; null (the default): the setting applies",
+    "example": {"notification": ["network", "secrets"], "storage": ["host_paths"]},
+}
 REPO_BODY = {
     "type": "object", "required": ["name", "url"], "additionalProperties": False,
     "properties": {
@@ -61,6 +72,7 @@ REPO_BODY = {
         "forge": {"type": "string", "enum": list(FORGES), "default": "generic"},
         **BASE_PROPERTIES,
         **FORGE_PROPERTIES,
+        "plugin_permissions": PLUGIN_PERMISSIONS,
     },
 }
 
@@ -76,6 +88,9 @@ PATCH_BODY = {
         **{k: _nullable(v) for k, v in BASE_PROPERTIES.items()},
         "enabled": {"type": "boolean", "description": "false: no runs from webhooks or polling"},
         **{k: (v if v["type"] == "boolean" else _nullable(v)) for k, v in FORGE_PROPERTIES.items()},
+        "plugin_permissions": {**PLUGIN_PERMISSIONS, "description": "replaces the repository's own plugin grants, "
+                               "whole (send every plugin that keeps a grant); null: back to the controller's "
+                               "setting plugin_permissions"},
     },
 }
 TRIGGER_BODY = {
@@ -95,7 +110,7 @@ def _name(call: Call) -> str:
 
 def list_repos(call: Call) -> Response:
     """The registered repositories, by name."""
-    return reply({"repos": [r.public() for r in call.services.repos.list()]})
+    return reply({"repos": [_public(call, r) for r in call.services.repos.list()]})
 
 
 class SecretKeyError(ApiError):
@@ -117,11 +132,12 @@ def add_repo(call: Call) -> Response:
     secret = f.text("webhook_secret", None)
     interval = _interval(f)
     changes, warnings = _forge_settings(f, call, forge, None)
+    grants = _plugin_permissions(f, warnings)
     f.done()
     _seal(call, changes)
     row = call.services.repos.add(name=name, url=url, forge=forge, webhook_secret=secret, poll_interval_s=interval,
-                                  **changes)
-    return reply(_shown(row, warnings), 201, headers={"Location": f"/api/v1/repos/{row.name}"})
+                                  plugin_permissions=grants, **changes)
+    return reply(_shown(call, row, warnings), 201, headers={"Location": f"/api/v1/repos/{row.name}"})
 
 
 def update_repo(call: Call) -> Response:
@@ -137,14 +153,68 @@ def update_repo(call: Call) -> Response:
         changes["enabled"] = _flag(f, "enabled")
     forge_changes, warnings = _forge_settings(f, call, current.forge, current)
     changes.update(forge_changes)
+    if "plugin_permissions" in f.data:
+        changes["plugin_permissions"] = _plugin_permissions(f, warnings)
     f.done()
     _seal(call, changes)
     row = call.services.repos.update(current.name, **changes) if changes else current
-    return reply(_shown(row, warnings))
+    return reply(_shown(call, row, warnings))
 
 
-def _shown(row: RepoRow, warnings: list[str]) -> dict[str, Any]:
-    return {**row.public(), "warnings": warnings} if warnings else row.public()
+def _public(call: Call, row: RepoRow) -> dict[str, Any]:
+    """The repository as the API shows it, with the plugin grants its runs get and where they come
+    from: its own `plugin_permissions`, or the controller's setting."""
+    effective = call.services.starter.grants_for(row)
+    return {**row.public(),
+            "effective_plugin_permissions": {p: sorted(perms) for p, perms in sorted(effective.items())},
+            "plugin_permissions_source": "controller" if row.plugin_permissions is None else "repository"}
+
+
+def _shown(call: Call, row: RepoRow, warnings: list[str]) -> dict[str, Any]:
+    shown = _public(call, row)
+    return {**shown, "warnings": warnings} if warnings else shown
+
+
+def _plugin_permissions(f: Fields, warnings: list[str]) -> dict[str, list[str]] | None:
+    """`plugin_permissions`: {plugin: [permission, ...]}, each permission one of PERMISSIONS
+    (stored sorted, once each); None (absent or null): the controller's setting applies. A plugin
+    that is not installed on the controller is accepted with a warning (it may be installed later)."""
+    raw = f.raw("plugin_permissions", None)
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise f.invalid("plugin_permissions", f"expected an object {{plugin: [permission, ...]}} (or null), got "
+                        f"{kind(raw)}")
+    grants: dict[str, list[str]] = {}
+    for plugin, perms in raw.items():
+        where = f"plugin_permissions.{plugin}"
+        if not re.fullmatch(PLUGIN_NAME, plugin):
+            raise f.invalid(where, "expected a plugin's name (lowercase letters, digits, '_' and '-', starting with a "
+                                   "letter)")
+        if not isinstance(perms, list) or not all(isinstance(p, str) for p in perms):
+            raise f.invalid(where, f"expected an array of permissions ({', '.join(PERMISSIONS)}), got "
+                                   f"{kind(perms) if not isinstance(perms, list) else 'an array with a non-string'}")
+        unknown = sorted(set(perms) - set(PERMISSIONS))
+        if unknown:
+            raise f.invalid(where, f"unknown permission(s) {', '.join(map(repr, unknown))} "
+                                   f"(known: {', '.join(PERMISSIONS)})")
+        grants[plugin] = sorted(set(perms))
+    installed = _installed_plugins()
+    if installed is not None:
+        for plugin in sorted(set(grants) - installed):
+            warnings.append(f"field 'plugin_permissions': plugin {plugin} is not installed on the controller; the "
+                            "grant applies once it is")
+    return grants
+
+
+def _installed_plugins() -> set[str] | None:
+    """The names of the plugins installed on the controller (None: they cannot be listed)."""
+    from controller.starter import installed_plugins
+
+    try:
+        return set(installed_plugins().plugins)
+    except Exception:  # noqa: BLE001 - only a warning depends on it
+        return None
 
 
 def _interval(f: Fields) -> float | None:
@@ -301,7 +371,7 @@ def _file_ref(f: Fields, name: str, home: Path, warnings: list[str]) -> str | No
 
 def get_repo(call: Call) -> Response:
     """One repository."""
-    return reply(call.services.repos.get(_name(call)).public())
+    return reply(_public(call, call.services.repos.get(_name(call))))
 
 
 def delete_repo(call: Call) -> Response:
@@ -338,8 +408,11 @@ def routes(services: Services) -> list[BaseRoute]:
         ApiRoute("POST", "/api/v1/repos", add_repo, services, Doc(
             "Register a repository", body=REPO_BODY, tag="repos",
             description="With the forge settings to report results (docs/reporting.md): `forge_token` is sealed "
-                        "and never shown again (`forge_token_set`). The answer is the repository, with `warnings` "
-                        "when a file it names is missing or unreadable.",
+                        "and never shown again (`forge_token_set`). `plugin_permissions` gives the repository its "
+                        "own plugin grants, replacing the controller's setting for it (docs/plugins.md). The answer "
+                        "is the repository (with `effective_plugin_permissions` and `plugin_permissions_source`: "
+                        "`repository` or `controller`), with `warnings` when a file it names is missing or "
+                        "unreadable, or a plugin it grants to is not installed.",
             responses={201: "Created", 400: "Invalid body", 409: "The name is registered already"})),
         ApiRoute("GET", one, get_repo, services, Doc("Show a repository", tag="repos",
                                                      responses={200: "OK", 404: "No such repository"})),
@@ -347,8 +420,10 @@ def routes(services: Services) -> list[BaseRoute]:
             "Change a repository's settings", body=PATCH_BODY, tag="repos",
             description="Only the fields sent change; `null` clears one (`forge_token: null` forgets the token). "
                         "A new `forge_token` replaces a `forge_token_file` and the other way round. Changing "
-                        "`forge_url` while a token is stored needs the token again. The answer is the repository, "
-                        "with `warnings` when a file it names is missing or unreadable.",
+                        "`forge_url` while a token is stored needs the token again. `plugin_permissions` replaces "
+                        "the repository's own plugin grants whole; `null` goes back to the controller's setting. "
+                        "The answer is the repository, with `warnings` when a file it names is missing or "
+                        "unreadable, or a plugin it grants to is not installed.",
             responses={200: "Changed", 400: "Invalid body", 404: "No such repository"})),
         ApiRoute("DELETE", one, delete_repo, services, Doc("Remove a repository", tag="repos",
                                                            responses={204: "Removed", 404: "No such repository"})),

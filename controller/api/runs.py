@@ -28,6 +28,7 @@ def run_json(run: RunRow, tasks: list[TaskRow] | None = None) -> dict[str, Any]:
         "id": run.id, "repo": run.repo, "workflow": run.workflow, "workflow_file": run.workflow_file,
         "state": run.state, "event": run.event, "ref": run.ref, "commit_sha": run.commit_sha,
         "blob_sha": run.blob_sha, "dirty": run.dirty, "trigger": run.trigger, "inputs": ctx.get("inputs") or {},
+        "plugins": ctx.get("plugins") or {},  # task -> "plugin version", for tasks of plugin types
         "rerun_of": run.rerun_of, "message": run.message, "created_at": run.created_at,
         "started_at": run.started_at, "finished_at": run.finished_at, "duration_s": run.duration_s,
     }

@@ -277,12 +277,34 @@ def _v5_webhook_keys(conn: sa.Connection) -> None:
     m.tables["webhook_keys"].create(conn)
 
 
+def _v6_plugin_trigger_state(conn: sa.Connection) -> None:
+    """The state of each plugin trigger (controller.plugin_triggers): what its last poll returned,
+    given to the next, and the last poll's error."""
+    m = sa.MetaData()
+    sa.Table(
+        "plugin_trigger_state", m,
+        sa.Column("trigger_key", sa.Text, primary_key=True),
+        sa.Column("state", sa.JSON),
+        sa.Column("polled_at", sa.Float),
+        sa.Column("error", sa.Text),
+    )
+    m.tables["plugin_trigger_state"].create(conn)
+
+
+def _v7_repo_plugin_permissions(conn: sa.Connection) -> None:
+    """Per-repository plugin grants: {plugin: [permission, ...]} (JSON), replacing the controller's
+    setting plugin_permissions for that repository; NULL (every existing row): the setting applies."""
+    conn.execute(sa.text("ALTER TABLE repos ADD COLUMN plugin_permissions JSON"))
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _v1_initial),
     (2, _v2_controller),
     (3, _v3_reporting),
     (4, _v4_triggers),
     (5, _v5_webhook_keys),
+    (6, _v6_plugin_trigger_state),
+    (7, _v7_repo_plugin_permissions),
 ]
 
 

@@ -41,6 +41,9 @@ class RepoRow:
     github_installation_id: int | None = None
     status_context: str | None = None
     notes: bool = False
+    # the repository's own plugin grants {plugin: [permission, ...]}, replacing the controller's
+    # setting plugin_permissions for it; None: the setting applies
+    plugin_permissions: dict[str, list[str]] | None = field(default=None, hash=False)
 
     def public(self) -> dict[str, Any]:
         """What the API shows: never a secret, only whether there is one."""
@@ -52,6 +55,7 @@ class RepoRow:
             "forge_token_file": self.forge_token_file, "github_app_id": self.github_app_id,
             "github_app_key_file": self.github_app_key_file, "github_installation_id": self.github_installation_id,
             "status_context": self.status_context, "notes": self.notes,
+            "plugin_permissions": self.plugin_permissions,
         }
 
 
@@ -78,7 +82,8 @@ class Repos:
             poll_interval_s: float | None = None, forge_url: str | None = None, forge_token: str | None = None,
             forge_token_file: str | None = None, github_app_id: int | None = None,
             github_app_key_file: str | None = None, github_installation_id: int | None = None,
-            status_context: str | None = None, notes: bool = False) -> RepoRow:
+            status_context: str | None = None, notes: bool = False,
+            plugin_permissions: dict[str, list[str]] | None = None) -> RepoRow:
         """`forge_token` is stored as given: the caller seals it first (controller.secretbox)."""
         with self.engine.begin() as conn:
             if conn.execute(sa.select(tables.repos.c.id).where(tables.repos.c.name == name)).first():
@@ -89,6 +94,7 @@ class Repos:
                 forge_url=forge_url, forge_token=forge_token, forge_token_file=forge_token_file,
                 github_app_id=github_app_id, github_app_key_file=github_app_key_file,
                 github_installation_id=github_installation_id, status_context=status_context, notes=notes,
+                plugin_permissions=plugin_permissions,
             ))
         return self.get(name)
 

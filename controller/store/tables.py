@@ -34,6 +34,9 @@ repos = sa.Table(
     sa.Column("github_installation_id", sa.Integer),  # NULL: looked up
     sa.Column("status_context", sa.Text),  # NULL: clarity/{workflow}
     sa.Column("notes", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    # v7: the repository's own plugin grants, {plugin: [permission, ...]}, which replace the
+    # controller's setting plugin_permissions for it; NULL: the setting applies
+    sa.Column("plugin_permissions", sa.JSON(none_as_null=True)),
 )
 
 repo_refs = sa.Table(
@@ -264,4 +267,13 @@ webhook_keys = sa.Table(
     sa.Column("last_used_at", sa.Float),
     sa.Column("revoked_at", sa.Float),
     sa.Index("ix_webhook_keys_repo", "repo_id"),
+)
+
+plugin_trigger_state = sa.Table(
+    "plugin_trigger_state",  # v6: what a plugin trigger's last poll returned (controller.plugin_triggers)
+    metadata,
+    sa.Column("trigger_key", sa.Text, primary_key=True),  # triggers.key
+    sa.Column("state", sa.JSON),  # the state the last good poll returned: given to the next; NULL: never polled
+    sa.Column("polled_at", sa.Float),  # the last poll, good or not
+    sa.Column("error", sa.Text),  # why the last poll failed; NULL: it did not
 )

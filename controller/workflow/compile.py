@@ -53,6 +53,9 @@ class RunContext:
     inputs: Mapping[str, str] = field(default_factory=dict)
     secrets: Mapping[str, str] = field(default_factory=dict)
     changed_files: tuple[str, ...] | None = None  # None: unknown, path conditions match
+    grants: Mapping[str, frozenset[str]] = field(default_factory=dict)  # plugin -> permissions granted here
+    storage_root: str | None = None  # where storage tasks write (on the runners' machines)
+    plugins: Any = None  # a controller.plugins.Registry; None: the installed plugins
 
 
 def _text(value: Any) -> str:
@@ -77,6 +80,24 @@ class _Resolver:
         if "\x00" in value:  # an environment variable cannot hold it: the task could not start
             raise RenderError(f"{ref.raw}: the value holds a NUL byte, which cannot be passed to a task")
         return value
+
+    def value(self, ref: expr.Ref) -> Any:
+        """The JSON value of an expression that is a whole config string: an upstream task's
+        output or a part of the trigger as it is (an object stays an object); else its text."""
+        parts = list(ref.parts)
+        if ref.root == "tasks" and len(parts) == 2 and parts[1] == "output" and parts[0] in self.results:
+            return self.results[parts[0]].output
+        if ref.root == "trigger":
+            value: Any = {"event": self.ctx.event, **self.ctx.trigger}
+            for part in parts:
+                if isinstance(value, Mapping) and part in value:
+                    value = value[part]
+                elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+                    value = value[int(part)]
+                else:
+                    return self(ref)  # the resolver's own error
+            return value
+        return self(ref)
 
     def _tasks(self, ref: expr.Ref, parts: list[str]) -> str:
         if len(parts) < 2:
@@ -191,9 +212,33 @@ def render_task(
 ) -> TaskSpec:
     """One task -> one TaskSpec. Raises RenderError for values that cannot be resolved."""
     if task.type != "container":
-        raise RenderError(f"task type '{task.type}' is not available in this version of Clarity")
+        from controller.plugins.compile import render_plugin_task
+
+        return render_plugin_task(task, ctx, results, upstream, attempt=attempt)
     if not task.image:
         raise RenderError(f"task '{task.name}' has no image")
+    return base_spec(task, ctx, results, upstream, attempt=attempt, image=task.image, with_commands=True)
+
+
+def render_config(value: Any, resolve: _Resolver) -> Any:
+    """A plugin task's config with every expression resolved: a string that is exactly one
+    expression keeps its JSON value (`${tasks.a.output}`), others are rendered as text."""
+    if isinstance(value, str):
+        refs = expr.find(value)
+        if len(refs) == 1 and refs[0].start == 0 and refs[0].end == len(value):
+            return resolve.value(refs[0])
+        return expr.render(value, resolve)
+    if isinstance(value, Mapping):
+        return {k: render_config(v, resolve) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_config(v, resolve) for v in value]
+    return value
+
+
+def base_spec(task: Task, ctx: RunContext, results: Mapping[str, TaskResult], upstream: tuple[str, ...] = (), *,
+              attempt: int = 1, image: str, with_commands: bool) -> TaskSpec:
+    """The TaskSpec of a task: its environment, secrets, workspace, limits and network; the
+    script of its `commands` when `with_commands`."""
     resolve = _Resolver(ctx, results)
     wf = ctx.workflow
     env: dict[str, str] = {
@@ -224,7 +269,7 @@ def render_task(
         env[name] = ctx.secrets[name]
 
     files: list[File] = []
-    if task.commands:
+    if task.commands and with_commands:
         files.append(File(SCRIPT_PATH, script(task, env, resolve).encode(), 0o755))
         argv: tuple[str, ...] = ("/bin/sh", "-e", SCRIPT_PATH)
     else:
@@ -248,7 +293,7 @@ def render_task(
     return TaskSpec(
         run_id=str(ctx.run_id),
         task=task.name,
-        image=task.image,
+        image=image,
         argv=argv,
         env=env,
         files=tuple(files),

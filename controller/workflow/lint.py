@@ -8,11 +8,12 @@ shape the schema just rejected.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
 from controller.triggers.schedule import Schedule, ScheduleError
@@ -23,7 +24,10 @@ from .dag import build_edges, find_cycle
 from .diagnostics import Diagnostic, Pos, error, errors, sort, warning
 from .load import JsonPath, Located, load
 from .model import Workflow, build
-from .schema import DEFAULT_TASK_TYPES, TaskTypes
+from .schema import TaskTypes
+
+if TYPE_CHECKING:
+    from controller.plugins import Registry
 from .units import parse_duration, parse_size
 from .validate import validate
 
@@ -211,18 +215,36 @@ class _Checker:
                         yield error(self.doc.pos(path), str(exc))
 
 
-def lint_text(text: str, file: str,
-              task_types: TaskTypes = DEFAULT_TASK_TYPES) -> tuple[Workflow | None, list[Diagnostic]]:
-    """All diagnostics of one workflow text (sorted), and its model when there is no error."""
+def lint_text(text: str, file: str, task_types: TaskTypes | None = None, *, plugins: Registry | None = None,
+              grants: Mapping[str, frozenset[str]] | None = None) -> tuple[Workflow | None, list[Diagnostic]]:
+    """All diagnostics of one workflow text (sorted), and its model when there is no error.
+
+    Task and trigger types are those of `plugins` (default: the installed plugins,
+    controller.plugins.installed) unless `task_types` names them (then only those, no plugin
+    checks). `grants` (plugin -> permissions) adds the permission checks of plugin tasks."""
+    from controller.plugins import check, installed
+
     doc, diags = load(text, file)
     if doc is None:
         return None, sort(diags)
-    diags.extend(validate(doc, task_types))
+    registry = plugins if plugins is not None else (installed() if task_types is None else None)
+    pins, pin_errors = check.strip_pins(doc)
+    diags.extend(pin_errors)
+    types: TaskTypes = task_types if task_types is not None else registry.task_schemas()  # type: ignore[union-attr]
+    diags.extend(validate(doc, types, registry.trigger_schemas() if registry is not None else None))
     diags.extend(_Checker(doc).run())
+    if registry is not None and not errors(diags):
+        diags.extend(check.check(doc, pins, registry, grants))
     diags = sort(diags)
     if errors(diags):
         return None, diags
-    return build(doc), diags
+    wf = build(doc)
+    if pins:
+        tasks = list(wf.tasks)
+        for i, pin in pins.items():
+            tasks[i] = dataclasses.replace(tasks[i], version_range=pin.range)
+        wf = dataclasses.replace(wf, tasks=tuple(tasks))
+    return wf, diags
 
 
 def workflow_files(paths: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
@@ -238,8 +260,8 @@ def workflow_files(paths: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
     return out
 
 
-def lint_paths(paths: Iterable[str | os.PathLike[str]] = (),
-               task_types: TaskTypes = DEFAULT_TASK_TYPES) -> dict[str, list[Diagnostic]]:
+def lint_paths(paths: Iterable[str | os.PathLike[str]] = (), task_types: TaskTypes | None = None, *,
+               grants: Mapping[str, frozenset[str]] | None = None) -> dict[str, list[Diagnostic]]:
     """Diagnostics per file (an empty list for a clean file)."""
     results: dict[str, list[Diagnostic]] = {}
     for path in workflow_files(paths):
@@ -255,5 +277,5 @@ def lint_paths(paths: Iterable[str | os.PathLike[str]] = (),
         except OSError as exc:
             results[name] = [error(Pos(name, 1, 1), f"cannot read the file: {exc.strerror}")]
             continue
-        results[name] = lint_text(text, name, task_types)[1]
+        results[name] = lint_text(text, name, task_types, grants=grants)[1]
     return results

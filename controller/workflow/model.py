@@ -64,6 +64,7 @@ class Task:
     pids: int | None
     config: dict[str, Any]
     pos: Pos
+    version_range: str | None = None  # `type: NAME@RANGE`: the plugin versions this task accepts
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,7 @@ def _dispatch(base: Schema, branches: Mapping[str, Schema], default: str | None 
     return {**base, "allOf": rules}
 
 
-def _task_common() -> dict[str, Schema]:
+def _task_common(trigger_names: tuple[str, ...] = TRIGGER_TYPES) -> dict[str, Schema]:
     return {
         "name": _s("Unique task name: letters, digits, '_' and '-' (no dots: they separate the parts "
                    "of ${tasks.NAME.output}).", pattern=TASK_NAME_PATTERN,
@@ -162,7 +162,7 @@ def _task_common() -> dict[str, Schema]:
                         "description": "A task name: letters, digits, '_' and '-'."}, uniqueItems=True),
         "when": _obj("Conditions; the task runs only if all given ones match.", {
             "branch": _globs("branch names"),
-            "event": _list("Trigger types.", {"enum": list(TRIGGER_TYPES), "description": "A trigger type."}),
+            "event": _list("Trigger types.", {"enum": list(trigger_names), "description": "A trigger type."}),
             "path": _globs("changed files, any of which must match"),
             "path_ignore": _globs("changed files to ignore"),
         }),
@@ -192,8 +192,8 @@ def _task_common() -> dict[str, Schema]:
     }
 
 
-def _task(task_types: TaskTypes | None) -> Schema:
-    common = _task_common()
+def _task(task_types: TaskTypes | None, trigger_names: tuple[str, ...] = TRIGGER_TYPES) -> Schema:
+    common = _task_common(trigger_names)
     container = _obj("A task running commands in a container image.", {
         **common,
         "type": {"const": "container", "description": "Task type."},
@@ -227,12 +227,28 @@ def _task(task_types: TaskTypes | None) -> Schema:
     return _dispatch(base, branches, "container")
 
 
-def schema(task_types: TaskTypes | None = DEFAULT_TASK_TYPES) -> Schema:
-    """The schema for files using `task_types`; None means any type name (for editors)."""
+def plugin_trigger(name: str, config: Mapping[str, Any]) -> Schema:
+    """A trigger type of a plugin: its config schema's properties are the trigger's own keys."""
+    shape: Schema = {**config, "type": "object",
+                     "properties": {"type": {"const": name, "description": "The trigger type."},
+                                    **dict(config.get("properties") or {})}}
+    shape.setdefault("description", f"A '{name}' trigger (a plugin's).")
+    shape.setdefault("additionalProperties", False)
+    shape["required"] = ["type", *[r for r in config.get("required") or () if r != "type"]]
+    return shape
+
+
+def schema(task_types: TaskTypes | None = DEFAULT_TASK_TYPES,
+           trigger_types: Mapping[str, Mapping[str, Any]] | None = None) -> Schema:
+    """The schema for files using `task_types` (None means any type name, for editors) and the
+    plugins' `trigger_types` (name -> config schema)."""
     triggers = trigger_schemas()
+    for name, config in (trigger_types or {}).items():
+        triggers[name] = plugin_trigger(name, config)
+    names = tuple(triggers)
     trigger_base: Schema = {"type": "object", "description": "An event that starts the workflow.",
                             "required": ["type"],
-                            "properties": {"type": {"enum": list(TRIGGER_TYPES), "description": "Trigger type."}}}
+                            "properties": {"type": {"enum": list(names), "description": "Trigger type."}}}
     workflow = _obj("A Clarity workflow.", {
         "name": _s("Workflow name.", minLength=1),
         "version": _s("Version of this workflow definition (quote it: \"1.10\")."),
@@ -240,7 +256,8 @@ def schema(task_types: TaskTypes | None = DEFAULT_TASK_TYPES) -> Schema:
         "env": _env("Environment variables of every task."),
         "triggers": _list("When the workflow runs; absent means push and pull_request.",
                           _dispatch(trigger_base, triggers)),
-        "tasks": _list("The tasks, in list order unless some task declares needs.", _task(task_types), minItems=1),
+        "tasks": _list("The tasks, in list order unless some task declares needs.", _task(task_types, names),
+                       minItems=1),
     }, ("name", "tasks"))
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

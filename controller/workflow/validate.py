@@ -10,7 +10,7 @@ import copy
 import difflib
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Mapping
 
 import jsonschema
 from jsonschema.exceptions import ValidationError
@@ -25,8 +25,9 @@ _KINDS = {"string": "a string", "array": "a list", "object": "a mapping", "integ
 _OCTAL = re.compile(r"[-+]?0[0-9_]+")
 
 
-def validator(task_types: TaskTypes) -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(schema(task_types))
+def validator(task_types: TaskTypes,
+              trigger_types: Mapping[str, Mapping[str, Any]] | None = None) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(schema(task_types, trigger_types))
 
 
 def _describe(value: Any) -> str:
@@ -197,9 +198,10 @@ def _pitfalls(v: jsonschema.Draft202012Validator, doc: Located, bad: set[JsonPat
                               f'quote it: "{s.text}"')
 
 
-def validate(doc: Located, task_types: TaskTypes) -> list[Diagnostic]:
+def validate(doc: Located, task_types: TaskTypes,
+             trigger_types: Mapping[str, Mapping[str, Any]] | None = None) -> list[Diagnostic]:
     """All schema errors of `doc`, then the YAML value warnings where no error stands."""
-    v = validator(task_types)
+    v = validator(task_types, trigger_types)
     found = list(v.iter_errors(doc.data))
     diags = [d for e in found for d in _diagnose(e, doc)]
     diags.extend(_pitfalls(v, doc, {tuple(e.absolute_path) for e in found}))

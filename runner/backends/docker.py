@@ -248,7 +248,7 @@ def _lean(api: docker.APIClient) -> None:
     if not isinstance(adapter, UnixHTTPAdapter):
         return
     pool_of = adapter.get_connection
-    adapter.get_connection = lambda url, proxies=None: pool_of(api.base_url, proxies)  # type: ignore[method-assign]
+    adapter.get_connection = lambda url, proxies=None: pool_of(api.base_url, proxies)
     api.trust_env = False
 
 

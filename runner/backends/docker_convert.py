@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from runner.backends.base import LABEL, BackendError
-from runner.spec import CLARITY_DIR, WORKSPACE_PATH, TaskSpec
+from docker.types import Mount as DockerMount
+
+from runner.spec import CLARITY_DIR, WORKSPACE_PATH, Mount, TaskSpec
 
 NETWORK_MODES = frozenset({"none", "host", "bridge"})
 CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETUID", "SETGID", "KILL")
@@ -46,6 +48,7 @@ def create_kwargs(spec: TaskSpec, host_dir: Path) -> dict[str, Any]:
             str(host_dir / "clarity"): {"bind": CLARITY_DIR, "mode": "rw"},
         },
         "network_mode": spec.network,
+        "mounts": [_mount(m) for m in spec.mounts],
         "security_opt": ["no-new-privileges"],
         "cap_drop": ["ALL"],
         "cap_add": list(CAPABILITIES),
@@ -62,3 +65,15 @@ def create_kwargs(spec: TaskSpec, host_dir: Path) -> dict[str, Any]:
     if limits.pids is not None:
         kwargs["pids_limit"] = limits.pids
     return kwargs
+
+
+def _mount(m: Mount) -> DockerMount:
+    """A bind mount of an existing absolute directory (never created by the engine)."""
+    if not m.source.startswith("/") or not m.target.startswith("/"):
+        raise BackendError(f"mount {m.source} -> {m.target}: both paths must be absolute")
+    if m.target in ("/", WORKSPACE_PATH, CLARITY_DIR) or m.target.startswith((WORKSPACE_PATH + "/", CLARITY_DIR + "/")):
+        raise BackendError(f"mount target {m.target} would hide the task's own files")
+    if not Path(m.source).is_dir():
+        raise BackendError(f"cannot mount {m.source}: no such directory on this runner (create it, or "
+                           "configure the controller's storage_root to a directory every runner has)")
+    return DockerMount(target=m.target, source=m.source, type="bind", read_only=m.read_only)

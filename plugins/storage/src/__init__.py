@@ -1,0 +1,1 @@
+"""The container side of the storage plugin: `python3 -m plugins.storage.src.run`."""

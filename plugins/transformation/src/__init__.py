@@ -1,0 +1,1 @@
+"""The container side of the transformation plugin: `python3 -m plugins.transformation.src.run`."""

@@ -1,0 +1,1 @@
+"""The container side of the validation plugin: `python3 -m plugins.validation.src.run`."""
