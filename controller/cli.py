@@ -77,11 +77,50 @@ def collect_secrets(
     return secrets
 
 
+def _lint_sources(settings: Settings) -> Any:
+    """(path, text) -> the sources of the file's working tree and the file as Loaded (`extends:`)."""
+    from controller.workflow.sources import LocalSources
+
+    return lambda path, text: LocalSources.around(path, text, str(path), cache=settings.cache,
+                                                  repositories=settings.repositories)
+
+
+def _cmd_explain(path: Path, settings: Settings) -> int:
+    """`clarity lint --explain FILE`: the workflow after inheritance, each value with where it came from."""
+    from controller.workflow.extends import explain, resolve
+    from controller.workflow.lint import lint_text
+    from controller.workflow.load import load
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: {getattr(exc, 'strerror', None) or exc}") from None
+    sources, own = _lint_sources(settings)(path, text)
+    _wf, diagnostics = lint_text(text, str(path), grants=settings.plugin_permissions, sources=sources, loaded=own)
+    for d in diagnostics:
+        print(d.format(), file=sys.stderr)
+    doc, _ = load(text, str(path))
+    resolved, _ = resolve(doc, sources, own) if doc is not None else (None, [])
+    if resolved is not None:
+        print(f"# {path}, resolved: every value with the file:line it comes from")
+        for base in resolved.bases:
+            at = f"commit {base.commit[:12]}, blob {(base.blob or '')[:12]}" if base.commit else "working tree"
+            print(f"# base: {base.file} ({at})")
+        print(explain(resolved), end="")
+    errors = sum(d.severity == "error" for d in diagnostics)
+    print(f"{path}: {errors} error(s), {len(diagnostics) - errors} warning(s)", file=sys.stderr)
+    return EXIT_FAILED if errors or resolved is None else EXIT_OK
+
+
 def _cmd_lint(args: argparse.Namespace) -> int:
     from controller.workflow.lint import lint_paths
 
+    settings = Settings.from_env()
+    if args.explain:
+        return _cmd_explain(Path(args.explain), settings)
     try:  # the permissions plugins have here (as `clarity run` checks them)
-        results = lint_paths([Path(p) for p in args.paths], grants=Settings.from_env().plugin_permissions)
+        results = lint_paths([Path(p) for p in args.paths], grants=settings.plugin_permissions,
+                             sources=_lint_sources(settings))
     except (OSError, ValueError) as exc:
         raise UserError(str(exc)) from None
     errors = warnings = 0
@@ -161,7 +200,8 @@ def describe_trigger(trigger: Any, event: str) -> str:
         parts.append(f"by {t['by']}")
     for key, label in (("delivery", "delivery"), ("tick", "tick"), ("backfill", "backfill"), ("file", "file"),
                        ("name", "event"), ("ref", "ref"), ("number", "pull request #"), ("sender", "sender"),
-                       ("run", "after run"), ("rerun_of", "re-run of")):
+                       ("run", "after run"), ("rerun_of", "re-run of"), ("parent_run", "sub-run of run"),
+                       ("parent_task", "task")):
         if t.get(key) not in (None, ""):
             parts.append(f"{label}{'' if label.endswith('#') else ' '}{t[key]}")
     if t.get("poll"):
@@ -188,6 +228,8 @@ def _cmd_runs_show(args: argparse.Namespace) -> int:
                "state": row.state, "trigger": row.trigger, "message": row.message, "duration_s": row.duration_s,
                "created_at": row.created_at, "rerun_of": row.rerun_of, "reports": [],
                "plugins": (row.context or {}).get("plugins") if isinstance(row.context, dict) else {},
+               "outputs": row.outputs or {},
+               "files": (row.context or {}).get("files") if isinstance(row.context, dict) else [],
                "tasks": [{"name": t.name, "state": t.state, "attempt": t.attempt, "exit_code": t.exit_code,
                           "duration_s": t.duration_s, "error": t.error} for t in store.list_tasks(row.id)]}
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["created_at"]))
@@ -201,6 +243,12 @@ def _cmd_runs_show(args: argparse.Namespace) -> int:
         print("  message     " + "\n              ".join(str(run["message"]).splitlines()))
     if run.get("plugins"):
         print("  plugins     " + ", ".join(f"{task}: {used}" for task, used in run["plugins"].items()))
+    if run.get("outputs"):
+        print("  outputs     " + ", ".join(f"{name}={value}" for name, value in run["outputs"].items()))
+    for f in run.get("files") or []:  # the workflow file and its bases (extends), as read
+        at = f"commit {(f.get('commit') or '')[:12]}  blob {(f.get('blob') or '')[:12]}" if f.get("commit") \
+            else "working tree"
+        print(f"  file        {f.get('repo')}  {f.get('path')}{'@' + f['ref'] if f.get('ref') else ''}  {at}")
     for t in run.get("tasks") or []:
         extra = f"exit {t['exit_code']}" if t.get("exit_code") not in (None, 0) else (t.get("error") or "")
         print(f"  task {t['name']:<20} {t['state']:<10} {fmt_duration(t.get('duration_s')):>7}  "
@@ -324,6 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     lint = sub.add_parser("lint", help="check workflow files: every error and warning, with positions")
     lint.add_argument("paths", nargs="*", metavar="PATH", help="files or directories (default: .clarity/)")
+    lint.add_argument("--explain", metavar="FILE", help="print the workflow of FILE after inheritance (extends), "
+                      "each value with the file:line it comes from")
     lint.set_defaults(func=_cmd_lint)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the workflow format")

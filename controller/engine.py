@@ -10,6 +10,17 @@ through `runner.protocol.Peer`; `controller.peer.InProcessPeer` calls back into 
 
 Retries: only an ERRORED task (infrastructure) is retried without being asked to; a FAILED or
 TIMED_OUT one only when the task declares `retries`.
+
+Composition (controller.workflow.compose): a ready task of `type: workflow` is not enqueued; the
+scheduler reads the workflow it names (through `sources_for(run)`), checks its inputs and makes
+a sub-run (`runs.parent_run`/`parent_task`), then starts it. The task is `running` while the
+sub-run runs and ends with its result when the sub-run ends (`_sub_run_over`), its outputs the
+sub-run's declared `outputs`; `wait: false` ends it once the sub-run is made. Cancelling a run
+cancels the sub-runs of its running tasks. Everything is in the database: `advance` settles a
+running `workflow` task whose sub-run is over (or was never made: a restart in between), so a
+restarted controller finishes the parent. A run's `outputs:` are evaluated when it succeeds.
+No run's lock is held while another's is taken: sub-runs are started and cancelled, and a parent
+told that its sub-run ended, once the run's lock is let go.
 """
 
 from __future__ import annotations
@@ -24,12 +35,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from controller.store.queue import Item, Queue
-from controller.store.runs import RunRow, Store, TaskRow
-from controller.workflow import dag
-from controller.workflow.compile import GitInfo, RenderError, RunContext, render_task, when_skip_reason
+from controller.store.runs import NotFound, RunRow, Store, TaskRow
+from controller.workflow import compose, dag
+from controller.workflow.compile import (GitInfo, RenderError, RunContext, render_inputs, render_outputs, render_task,
+                                         when_skip_reason)
 from controller.workflow.lint import lint_text
 from controller.workflow.model import Task, Workflow
 from controller.workflow.select import select_tasks
+from controller.workflow.sources import Loaded, Sources
 from runner.masking import Masker
 from runner.protocol import LogLine
 from runner.spec import Outcome, TaskResult, Workspace
@@ -51,6 +64,7 @@ class Listener(Protocol):
 
 
 SecretSource = Callable[[RunRow], Mapping[str, str]]
+SourcesFor = Callable[[RunRow], Sources]  # how the sub-workflows of a run's `workflow` tasks are read
 
 
 def run_state(outcomes: Sequence[Outcome]) -> Outcome:
@@ -91,6 +105,10 @@ class RunSpec:
     no_secrets: bool = False  # a pull request from a fork: its code never sees a secret
     grants: Mapping[str, frozenset[str]] = dataclasses.field(default_factory=dict)  # plugin -> permissions
     storage_root: str | None = None
+    parent_run: int | None = None  # a sub-run: the run and `type: workflow` task that made it
+    parent_task: str | None = None
+    workflow_source: Mapping[str, Any] | None = None  # a sub-run: its file as read (Loaded.record)
+    files: tuple[Mapping[str, Any], ...] = ()  # every file that went into the workflow (Loaded.record): it, its bases
 
     def plugins(self) -> dict[str, str]:
         """Task -> `plugin version`, for the tasks of plugin types (recorded on the run)."""
@@ -107,7 +125,8 @@ class RunSpec:
             "trigger": dict(self.trigger), "inputs": dict(self.inputs),
             "changed_files": list(self.changed_files) if self.changed_files is not None else None,
             "selected": list(self.selected) if self.selected is not None else None,
-            "no_secrets": self.no_secrets,
+            "no_secrets": self.no_secrets, "files": [dict(f) for f in self.files],
+            **({"workflow_source": dict(self.workflow_source)} if self.workflow_source is not None else {}),
         }
 
 
@@ -124,11 +143,48 @@ class RunLoadError(Exception):
     pass
 
 
+@dataclass
+class _Step:
+    """What one `advance` leaves to do once the run's lock is let go."""
+
+    enqueued: int = 0
+    to_start: list[int] = dataclasses.field(default_factory=list)  # sub-runs made
+    to_cancel: list[int] = dataclasses.field(default_factory=list)  # sub-runs of a run being canceled
+    over: bool = False
+
+
+@dataclass
+class _SubListener:
+    """A sub-run's events, shown by its parent's listener as `TASK/SUBTASK`."""
+
+    parent: Listener
+    prefix: str
+
+    def task_started(self, task: str, attempt: int) -> None:
+        self.parent.task_started(self.prefix + task, attempt)
+
+    def task_log(self, task: str, line: str) -> None:
+        self.parent.task_log(self.prefix + task, line)
+
+    def task_finished(self, task: str, result: TaskResult, will_retry: bool) -> None:
+        self.parent.task_finished(self.prefix + task, result, will_retry)
+
+
+def sub_depth(trigger: Any) -> int:
+    """How deep a run is in sub-runs (its `trigger` JSON): 0 for a run not made by a workflow task."""
+    depth = trigger.get("depth") if isinstance(trigger, Mapping) and trigger.get("by") == "workflow" else None
+    return depth if isinstance(depth, int) and not isinstance(depth, bool) and depth >= 0 else 0
+
+
 class Scheduler:
     def __init__(self, store: Store, queue: Queue, secrets: SecretSource | None = None,
-                 can_take: Callable[[tuple[str, ...]], bool] | None = None) -> None:
+                 can_take: Callable[[tuple[str, ...]], bool] | None = None,
+                 sources_for: SourcesFor | None = None) -> None:
         self.store, self.queue = store, queue
         self.secrets = secrets or (lambda run: {})
+        # How a run reads the workflows its `type: workflow` tasks name; None: it cannot (such a
+        # task fails, saying so).
+        self.sources_for = sources_for
         # Whether some enabled runner has all these labels (the runner registry's answer); None:
         # not known, no note is written.
         self.can_take = can_take
@@ -151,10 +207,11 @@ class Scheduler:
             run_id = self.store.create_run(
                 repo=spec.repo, workflow=wf.name, workflow_file=wf.file, blob_sha=spec.blob_sha,
                 commit_sha=spec.git.sha or None, ref=spec.git.ref or None, event=spec.event, dirty=spec.dirty,
-                trigger=dict(spec.trigger), tasks=[(t.name, t.image or plugins.get(t.name)) for t in wf.tasks],
-                owner=spec.owner,
+                trigger=dict(spec.trigger), owner=spec.owner,
+                tasks=[(t.name, t.image or plugins.get(t.name) or (f"workflow {t.workflow.shown()}" if t.workflow else None))
+                       for t in wf.tasks],
                 context=spec.context_json(), workflow_text=spec.workflow_text, repo_id=spec.repo_id,
-                dedupe_key=spec.dedupe_key,
+                dedupe_key=spec.dedupe_key, parent_run=spec.parent_run, parent_task=spec.parent_task,
             )
         except sa.exc.IntegrityError:
             if spec.dedupe_key is None:
@@ -181,15 +238,17 @@ class Scheduler:
             if run.state != "queued":
                 return
             loaded = self._load_or_fail(run_id)
-            if loaded is None:
-                return
-            self.store.set_run_state(run_id, "running", started=True)
-            log.info("run started", run=run_id, repo=run.repo, workflow=run.workflow_file, sha=run.commit_sha)
-            self.state_changed(run_id)
-            for name in loaded.order:
-                reason = when_skip_reason(loaded.tasks[name].when, loaded.ctx)
-                if reason is not None:
-                    self._finish_task(run_id, name, TaskResult(Outcome.SKIPPED, error=f"skipped: {reason}"))
+            if loaded is not None:
+                self.store.set_run_state(run_id, "running", started=True)
+                log.info("run started", run=run_id, repo=run.repo, workflow=run.workflow_file, sha=run.commit_sha)
+                self.state_changed(run_id)
+                for name in loaded.order:
+                    reason = when_skip_reason(loaded.tasks[name].when, loaded.ctx)
+                    if reason is not None:
+                        self._finish_task(run_id, name, TaskResult(Outcome.SKIPPED, error=f"skipped: {reason}"))
+        if loaded is None:  # errored: its parent's task ends
+            self._sub_run_over(run_id)
+            return
         self.advance(run_id)
 
     def cancel(self, run_id: int) -> None:
@@ -288,50 +347,253 @@ class Scheduler:
     # -- the DAG ---------------------------------------------------------------------------
 
     def advance(self, run_id: int) -> None:
-        """Skip what cannot run, enqueue what can, and close the run when every task is done."""
-        enqueued = 0
+        """Skip what cannot run, enqueue what can (or make the sub-run of a `workflow` task), and
+        close the run when every task is done."""
+        step = _Step()
         with self._lock(run_id):
             run = self.store.get_run(run_id)
             if run.state not in ("running", "canceling"):
                 return
             loaded = self._load_or_fail(run_id)
-            if loaded is None:
-                return
-            rows = {r.name: r for r in self.store.list_tasks(run_id)}
-            blocked = self._blocked(loaded, rows)
-            progress = True
-            while progress:
-                progress = False
-                for name in loaded.order:
-                    row = rows[name]
-                    if row.state != "pending":
-                        continue
-                    needs = loaded.edges.get(name, ())
-                    if any(rows[n].state not in FINAL_TASK for n in needs):
-                        continue
-                    failed = [n for n in needs if Outcome(rows[n].state) in FAILING or n in blocked]
-                    if failed or run.state == "canceling":
-                        result = self._skip_result(loaded, failed, rows, blocked) if failed else \
-                            TaskResult(Outcome.CANCELED, error="canceled before it started")
-                        blocked.add(name)
-                        self._finish_task(run_id, name, result)
-                        rows[name] = self.store.task(run_id, name)
-                    elif self._enqueue(loaded, rows, name, row.attempt + 1):
-                        enqueued += 1
-                        rows[name] = dataclasses.replace(row, state="queued", attempt=row.attempt + 1)
-                    else:
-                        rows[name] = self.store.task(run_id, name)
-                    progress = True
-            if all(r.state in FINAL_TASK for r in rows.values()):
-                verdict = run_state([Outcome(r.state) for r in rows.values()])
-                self.store.set_run_state(run_id, verdict.value, finished=True)
-                log.info("run finished", run=run_id, repo=run.repo, workflow=run.workflow_file, state=verdict.value)
-                self._loaded.pop(run_id, None)
-                self.state_changed(run_id)
-        if enqueued:
-            self.queue.notify(enqueued)
+            if loaded is not None:
+                self._advance(run, loaded, step)
+        if loaded is None:  # errored: its parent's task ends
+            self._sub_run_over(run_id)
+            return
+        if step.enqueued:
+            self.queue.notify(step.enqueued)
         with self._changed:
             self._changed.notify_all()
+        for sub in step.to_cancel:
+            self.cancel(sub)
+        for sub in step.to_start:
+            self.start(sub)
+        if step.over:
+            self._sub_run_over(run_id)
+
+    def _advance(self, run: RunRow, loaded: _Loaded, step: _Step) -> None:
+        """advance's work, under the run's lock."""
+        run_id = run.id
+        rows = {r.name: r for r in self.store.list_tasks(run_id)}
+        for name, row in list(rows.items()):
+            task = loaded.tasks.get(name)
+            if row.state == "running" and task is not None and task.type == "workflow":
+                self._check_sub_run(loaded, run, row, step)
+                rows[name] = self.store.task(run_id, name)
+        blocked = self._blocked(loaded, rows)
+        progress = True
+        while progress:
+            progress = False
+            for name in loaded.order:
+                row = rows[name]
+                if row.state != "pending":
+                    continue
+                needs = loaded.edges.get(name, ())
+                if any(rows[n].state not in FINAL_TASK for n in needs):
+                    continue
+                failed = [n for n in needs if Outcome(rows[n].state) in FAILING or n in blocked]
+                if failed or run.state == "canceling":
+                    result = self._skip_result(loaded, failed, rows, blocked) if failed else \
+                        TaskResult(Outcome.CANCELED, error="canceled before it started")
+                    blocked.add(name)
+                    self._finish_task(run_id, name, result)
+                    rows[name] = self.store.task(run_id, name)
+                elif loaded.tasks[name].type == "workflow":
+                    self._start_sub_run(loaded, run, rows, name, row.attempt + 1, step)
+                    rows[name] = self.store.task(run_id, name)
+                elif self._enqueue(loaded, rows, name, row.attempt + 1):
+                    step.enqueued += 1
+                    rows[name] = dataclasses.replace(row, state="queued", attempt=row.attempt + 1)
+                else:
+                    rows[name] = self.store.task(run_id, name)
+                progress = True
+        if all(r.state in FINAL_TASK for r in rows.values()):
+            verdict = run_state([Outcome(r.state) for r in rows.values()])
+            outputs, message = None, None
+            wf = loaded.ctx.workflow
+            if verdict is Outcome.SUCCEEDED and wf.outputs and not (run.context or {}).get("selected"):
+                try:
+                    outputs = {k: loaded.masker.mask(v) for k, v in
+                               render_outputs(loaded.ctx, {n: row_result(r) for n, r in rows.items()}).items()}
+                except RenderError as exc:  # the run did its work but cannot say what it made
+                    verdict, message = Outcome.FAILED, loaded.masker.mask(str(exc))
+            self.store.set_run_state(run_id, verdict.value, finished=True, outputs=outputs, message=message)
+            log.info("run finished", run=run_id, repo=run.repo, workflow=run.workflow_file, state=verdict.value)
+            self._loaded.pop(run_id, None)
+            self.state_changed(run_id)
+            step.over = True
+
+    # -- sub-runs (`type: workflow` tasks) ---------------------------------------------------
+
+    def _start_sub_run(self, loaded: _Loaded, run: RunRow, rows: dict[str, TaskRow], name: str, attempt: int,
+                       step: _Step) -> None:
+        """The task is ready: mark it running, then make its sub-run (or fail it, saying why)."""
+        from controller.store import tables
+
+        with self.store.engine.begin() as conn:
+            moved = conn.execute(
+                tables.tasks.update()
+                .where(tables.tasks.c.run_id == run.id, tables.tasks.c.name == name, tables.tasks.c.state == "pending")
+                .values(state="running", attempt=attempt, started_at=time.time(), finished_at=None, exit_code=None,
+                        error=None)
+            ).rowcount
+        if moved != 1:  # another scheduler got there first
+            return
+        listener = self._listeners.get(run.id)
+        if listener is not None:
+            listener.task_started(name, attempt)
+        results = {n: row_result(r) for n, r in rows.items() if r.state in FINAL_TASK}
+        self._make_sub_run(loaded, run, self.store.task(run.id, name), results, step)
+
+    def _make_sub_run(self, loaded: _Loaded, run: RunRow, row: TaskRow, results: Mapping[str, TaskResult],
+                      step: _Step) -> None:
+        task = loaded.tasks[row.name]
+        try:
+            sub_id, prepared = self._create_sub_run(loaded, run, task, row.attempt, results)
+        except compose.ComposeError as exc:
+            self._fail_task(loaded, run.id, row, str(exc))
+            return
+        except Exception as exc:  # a source that broke: the task fails, the scheduler goes on
+            log.exception("sub-run not made", run=run.id, task=row.name)
+            self._fail_task(loaded, run.id, row, f"the sub-run could not be made: {exc}")
+            return
+        note = f"[clarity] sub-run {sub_id}: {prepared.workflow.name} ({prepared.loaded.file})"
+        self.store.append_logs(run.id, row.name, [(time.time(), note)])
+        listener = self._listeners.get(run.id)
+        if listener is not None:
+            listener.task_log(row.name, note)
+            self.watch(sub_id, _SubListener(listener, f"{row.name}/"))
+        step.to_start.append(sub_id)
+        if not task.wait:  # it runs on its own: the task is done once it exists
+            self._finish_task(run.id, row.name, TaskResult(
+                Outcome.SUCCEEDED, started_at=row.started_at, finished_at=time.time(), output={"run": sub_id},
+                outputs={"run": str(sub_id)}))
+
+    def _create_sub_run(self, loaded: _Loaded, run: RunRow, task: Task, attempt: int,
+                        results: Mapping[str, TaskResult]) -> tuple[int, compose.Prepared]:
+        depth = sub_depth(run.trigger) + 1
+        if depth > compose.MAX_DEPTH:
+            raise compose.ComposeError(
+                f"not started: sub-runs nest deeper than {compose.MAX_DEPTH} "
+                f"({' -> '.join(self._chain(run))} -> {task.workflow.shown() if task.workflow else '?'})")
+        if self.sources_for is None:
+            raise compose.ComposeError("this scheduler cannot read other workflow files, so it cannot run a "
+                                       "`type: workflow` task")
+        try:
+            given = render_inputs(task, loaded.ctx, results)
+        except RenderError as exc:
+            raise compose.ComposeError(str(exc)) from None
+        context = run.context if isinstance(run.context, dict) else {}
+        relative_to: Loaded | None = compose.loaded_from(context.get("workflow_source"), run.workflow_text or "")
+        prepared = compose.prepare(task, self.sources_for(run), relative_to, given)
+        dedupe = f"workflow:{run.id}:{task.name}:{attempt}"
+        ctx = loaded.ctx
+        sub_id = self.create_run(RunSpec(
+            workflow=prepared.workflow, workflow_text=prepared.text, workspace=ctx.workspace, git=ctx.git,
+            event=run.event, repo=run.repo, blob_sha=prepared.loaded.blob, dirty=run.dirty,
+            trigger={"by": "workflow", "parent_run": run.id, "parent_task": task.name, "depth": depth,
+                     "inputs": prepared.inputs},
+            inputs=prepared.inputs, changed_files=ctx.changed_files, owner=run.owner, repo_id=run.repo_id,
+            dedupe_key=dedupe, no_secrets=bool(context.get("no_secrets")), grants=ctx.grants,
+            storage_root=ctx.storage_root, parent_run=run.id, parent_task=task.name,
+            workflow_source=prepared.loaded.record(), files=compose.files_of(prepared.workflow, prepared.loaded),
+        ))
+        if sub_id is None:  # made already (by another scheduler, or before a restart)
+            existing = self.store.run_by_dedupe(dedupe)
+            assert existing is not None
+            sub_id = existing.id
+        log.info("sub-run made", run=sub_id, parent=run.id, task=task.name, workflow=prepared.loaded.file)
+        return sub_id, prepared
+
+    def _chain(self, run: RunRow) -> list[str]:
+        """The workflow files from the outermost run down to `run`."""
+        chain, current = [run.workflow_file], run
+        for _ in range(compose.MAX_DEPTH + 2):
+            if current.parent_run is None:
+                break
+            try:
+                current = self.store.get_run(current.parent_run)
+            except NotFound:
+                break
+            chain.insert(0, current.workflow_file)
+        return chain
+
+    def _check_sub_run(self, loaded: _Loaded, run: RunRow, row: TaskRow, step: _Step) -> None:
+        """A running `workflow` task: settle it when its sub-run is over, cancel the sub-run when
+        the run is being canceled, make it when it was never made (a restart in between)."""
+        subs = self.store.sub_runs(run.id, row.name)
+        if not subs:
+            if run.state == "canceling":
+                self._finish_task(run.id, row.name, TaskResult(Outcome.CANCELED, error="canceled before its sub-run started"))
+            else:
+                results = {r.name: row_result(r) for r in self.store.list_tasks(run.id) if r.state in FINAL_TASK}
+                self._make_sub_run(loaded, run, row, results, step)
+            return
+        sub = subs[-1]
+        if sub.state in OPEN_RUN:
+            if run.state == "canceling":
+                step.to_cancel.append(sub.id)
+            elif sub.state == "queued":
+                step.to_start.append(sub.id)
+            return
+        self._settle(run, row, sub)
+
+    def _sub_run_over(self, sub_id: int) -> None:
+        """A run is over: when it is a sub-run, its parent's task ends with it."""
+        sub = self.store.get_run(sub_id)
+        if sub.parent_run is None or sub.parent_task is None:
+            return
+        with self._lock(sub.parent_run):
+            try:
+                parent = self.store.get_run(sub.parent_run)
+                row = self.store.task(parent.id, sub.parent_task)
+            except NotFound:
+                return
+            if row.state != "running":  # wait: false, or settled already
+                return
+            subs = self.store.sub_runs(parent.id, row.name)
+            if not subs or subs[-1].id != sub.id:
+                return
+            self._settle(parent, row, sub)
+        self.advance(parent.id)
+
+    def _settle(self, run: RunRow, row: TaskRow, sub: RunRow) -> None:
+        """End a running `workflow` task with the result of its sub-run (which is over)."""
+        now = time.time()
+        finished = sub.finished_at or now
+        if sub.state == Outcome.SUCCEEDED.value:
+            outputs = {str(k): str(v) for k, v in (sub.outputs or {}).items()}
+            result = TaskResult(Outcome.SUCCEEDED, started_at=row.started_at, finished_at=finished,
+                                output={"run": sub.id, "outputs": outputs}, outputs=outputs)
+            note = f"[clarity] sub-run {sub.id} succeeded"
+        elif sub.state == Outcome.CANCELED.value and run.state == "canceling":
+            result = TaskResult(Outcome.CANCELED, started_at=row.started_at, finished_at=finished,
+                                error=f"canceled, with its sub-run {sub.id}")
+            note = f"[clarity] sub-run {sub.id} canceled"
+        else:
+            why = self._why(sub)
+            error = f"sub-run {sub.id} ({sub.workflow_file}) {sub.state.replace('_', ' ')}" + (f": {why}" if why else "")
+            result = TaskResult(Outcome.FAILED, started_at=row.started_at, finished_at=finished, error=error)
+            note = f"[clarity] {error}"
+        self.store.append_logs(run.id, row.name, [(now, note)])
+        self._finish_task(run.id, row.name, result, log_line=note)
+
+    def _why(self, sub: RunRow) -> str:
+        """Why a sub-run did not succeed, in a few words."""
+        if sub.message:
+            return sub.message.splitlines()[0]
+        for t in self.store.list_tasks(sub.id):
+            if t.state in ("failed", "errored", "timed_out", "canceled"):
+                detail = t.error or (f"exit code {t.exit_code}" if t.exit_code not in (None, 0) else "")
+                return f"task '{t.name}' {t.state.replace('_', ' ')}" + (f" ({detail})" if detail else "")
+        return ""
+
+    def _fail_task(self, loaded: _Loaded, run_id: int, row: TaskRow, message: str) -> None:
+        message = loaded.masker.mask(message)
+        now = time.time()
+        self.store.append_logs(run_id, row.name, [(now, f"error: {message}")])
+        self._finish_task(run_id, row.name, TaskResult(Outcome.FAILED, started_at=row.started_at or now,
+                                                       finished_at=now, error=message), log_line=f"error: {message}")
 
     def _skip_result(self, loaded: _Loaded, failed: list[str], rows: dict[str, TaskRow], blocked: set[str]) -> TaskResult:
         first = failed[0]

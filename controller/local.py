@@ -22,11 +22,13 @@ from controller.settings import Settings
 from controller.store.runs import Store
 from controller.triggers.manual import InputError, resolve_inputs
 from controller.triggers.match import why_not
-from controller.workflow import dag, expr
+from controller.workflow import compose, dag, expr
 from controller.workflow.compile import GitInfo, RunContext, when_skip_reason
+from controller.workflow import extends
 from controller.workflow.lint import lint_text
 from controller.workflow.model import Workflow
 from controller.workflow.select import SelectError, select_tasks
+from controller.workflow.sources import LocalSources
 from runner import owner
 from runner.agent import Agent
 from runner.backends.base import Backend, BackendError
@@ -65,7 +67,8 @@ def make_backend(name: str, settings: Settings) -> Backend:
 
 
 def _load(repo: LocalRepo, cwd: Path, sha: str | None, options: LocalRunOptions, out: IO[str],
-          grants: Mapping[str, frozenset[str]] | None = None) -> list[tuple[Workflow, WorkflowSource]]:
+          grants: Mapping[str, frozenset[str]] | None = None,
+          sources: LocalSources | None = None) -> list[tuple[Workflow, WorkflowSource]]:
     if options.files:
         paths = [repo.relpath(Path(f), cwd) for f in options.files]
     else:
@@ -83,7 +86,8 @@ def _load(repo: LocalRepo, cwd: Path, sha: str | None, options: LocalRunOptions,
             raise LocalRunError(str(exc)) from None
         if sha is not None and repo.is_modified(path):
             print(f"clarity: note: {path} has uncommitted changes; running the committed version (use --dirty to run yours)", file=sys.stderr)
-        workflow, diagnostics = lint_text(source.text, path, grants=grants)
+        own = sources.own(path, source.text, source.blob_sha) if sources is not None else None
+        workflow, diagnostics = lint_text(source.text, path, grants=grants, sources=sources, loaded=own)
         for d in diagnostics:
             print(d.format(), file=sys.stderr)
         if workflow is None or any(d.severity == "error" for d in diagnostics):
@@ -103,7 +107,11 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
     except RepoError:
         if not options.dirty:
             raise
-    workflows = _load(repo, cwd, None if options.dirty else sha, options, out, settings.plugin_permissions)
+    at = None if options.dirty else sha
+    # the bases of `extends:`: this repository at the same commit (or working tree), others by URL,
+    # path or a name of the setting `repositories`
+    sources = LocalSources(repo.root, at, cache=settings.cache, repositories=settings.repositories)
+    workflows = _load(repo, cwd, at, options, out, settings.plugin_permissions, sources)
 
     branch = repo.branch()
     # A tag at HEAD makes a `tag` event; a push is the branch's, whatever tags the commit has.
@@ -160,12 +168,16 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
     store.reap_orphans(owner.is_orphan)
     settings.work_root.mkdir(parents=True, exist_ok=True)
     queue = Queue(store.engine)
-    scheduler = Scheduler(store, queue, secrets=lambda run: options.secrets)
+    # `type: workflow` tasks: their sub-runs read from the same sources, and run here too
+    scheduler = Scheduler(store, queue, secrets=lambda run: options.secrets, sources_for=lambda run: sources)
+    subs = [sub for wf, source, _i in prepared
+            for sub in compose.sub_workflows(wf, sources, sources.own(source.path, source.text, source.blob_sha))]
     # The built-in runner: the same agent loop as a remote runner, through the same protocol.
     agent = Agent(InProcessPeer(queue, scheduler), backend, settings.work_root, WorkspaceCache(settings.cache),
                   name=f"local-{owner.current()}", slots=settings.parallel, poll_s=0.5, heartbeat_s=0.5,
                   # this machine stands in for every runner: it takes tasks whatever labels they ask for
-                  labels=sorted({label for wf, _s, _i in prepared for t in wf.tasks for label in t.labels}),
+                  labels=sorted({label for wf in [*(p[0] for p in prepared), *subs] for t in wf.tasks
+                                 for label in t.labels}),
                   log_flush_s=0.05)
     # Many short-lived threads hand work to each other (scheduler, agent slots, log senders): a
     # shorter GIL switch interval than the default 5 ms cuts the hand-off latency between tasks.
@@ -182,7 +194,9 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
             if cancel.is_set():
                 break
             run_id = scheduler.create_run(RunSpec(
-                workflow=wf, workflow_text=source.text, workspace=workspace, git=git, event=options.event,
+                workflow=wf, workflow_text=extends.workflow_text(wf, source.text),
+                files=extends.files(wf, sources.own(source.path, source.text, source.blob_sha)),
+                workspace=workspace, git=git, event=options.event,
                 repo=str(repo.root), blob_sha=source.blob_sha, dirty=options.dirty,
                 trigger={"by": "clarity run", "event": options.event, "inputs": dict(inputs),
                          **({"payload": dict(options.payload)} if options.payload is not None else {})},
@@ -198,6 +212,8 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
             try:
                 scheduler.start(run_id)
                 verdict = scheduler.wait(run_id, cancel)
+                for sub in store.sub_runs(run_id):  # `wait: false` tasks' sub-runs: this process runs them out
+                    scheduler.wait(sub.id, cancel)
             finally:
                 console.close()
             verdicts.append(verdict)
@@ -206,6 +222,9 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
                 for t in store.list_tasks(run_id)
             ]
             print(summary_table(rows, tty), file=out)
+            for sub in store.sub_runs(run_id):  # `type: workflow` tasks: their runs, shown above as TASK/SUBTASK
+                print(f"  sub-run {sub.id} of task {sub.parent_task}: {sub.workflow} ({sub.workflow_file}) {sub.state}",
+                      file=out)
             print(f"run {run_id} {verdict} — logs: clarity logs {run_id}\n", file=out)
             out.flush()
     finally:
@@ -223,7 +242,7 @@ def _check_values(ctx: RunContext) -> None:
         if when_skip_reason(task.when, ctx) is not None:
             continue
         secrets, inputs = list(task.secrets), []
-        for _path, text in expr.strings([wf.env, list(task.commands), task.env, task.config, task.workdir or ""]):
+        for _path, text in expr.strings([wf.env, list(task.commands), task.env, task.config, task.workdir or "", task.inputs]):
             try:
                 refs = [r for r in expr.find(text) if r.parts]
             except expr.ExprError:

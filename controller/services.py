@@ -13,8 +13,9 @@ from controller.store.outbox import Outbox
 from controller.store.queue import Queue
 from controller.store.repos import ApiKeys, Repos
 from controller.store.runners import Runners
-from controller.store.runs import Store
-from runner.workspace import WorkspaceCache
+from controller.store.runs import RunRow, Store
+from controller.workflow.sources import SourceError, Sources
+from runner.workspace import WorkspaceCache, WorkspaceError
 
 
 @dataclass
@@ -49,5 +50,16 @@ class Services:
                                        storage_root=str(settings.storage_root) if settings.storage_root else None), runners=runners,
                        outbox=outbox, reporting=reporting)
         services.events = Events(store, repos, services.starter)
+        scheduler.sources_for = services.run_sources  # `type: workflow` tasks read their sub-workflows here
         scheduler.on_state.append(services.events.run_finished)
         return services
+
+    def run_sources(self, run: RunRow) -> Sources:
+        """Where the sub-workflows of a run's `type: workflow` tasks are read: its repository at its
+        commit (through the mirror), other registered repositories by name."""
+        try:
+            repo = self.repos.get_id(run.repo_id) if run.repo_id is not None else self.repos.get(run.repo)
+            mirror, sha = self.mirrors.ensure(repo.url, run.commit_sha)
+        except (LookupError, WorkspaceError) as exc:
+            raise SourceError(f"the repository of run {run.id} cannot be read: {exc}") from None
+        return self.starter.sources(repo, mirror, sha)

@@ -123,6 +123,27 @@ def parse_grants(name: str, raw: Any) -> dict[str, frozenset[str]]:
 _permissions = parse_grants
 
 
+def parse_repositories(name: str, raw: Any) -> dict[str, str]:
+    """Repositories by name (the `repo` of `extends:` on `clarity run`): a TOML table
+    {name = "url"}, or `name=url;name2=url2` (the environment)."""
+    if isinstance(raw, Mapping):
+        items = {str(k): v for k, v in raw.items()}
+    else:
+        items = {}
+        for part in (p.strip() for p in str(raw).split(";")):
+            if not part:
+                continue
+            repo, eq, url = part.partition("=")
+            if not eq or not repo.strip() or not url.strip():
+                raise SettingsError(f"{name}: expected NAME=URL[;NAME=URL] (e.g. acme/ci-templates=https://git.example.org/"
+                                    f"acme/ci-templates.git), got {part!r}")
+            items[repo.strip()] = url.strip()
+    for repo, url in items.items():
+        if not isinstance(url, str) or not url.strip():
+            raise SettingsError(f"{name}: {repo}: expected a git URL or path")
+    return {repo: str(url).strip() for repo, url in items.items()}
+
+
 def _dir(name: str, raw: Any) -> Path:
     path = Path(str(raw)).expanduser()
     if not path.is_absolute():
@@ -165,6 +186,9 @@ class Settings:
     """Where `storage` tasks write (file system destinations), on the runners' machines (default HOME/storage)."""
     plugin_permissions: Mapping[str, frozenset[str]] = field(
         default_factory=lambda: {"storage": frozenset({"host_paths"})})
+    repositories: Mapping[str, str] = field(default_factory=dict)
+    """Repositories by name for `extends: {repo: NAME, ...}` on `clarity run` (name -> git URL or
+    path); a controller uses its registered repositories instead."""
     """What each plugin may have, of what its manifest asks (network, secrets, host_paths), unless a
     repository says otherwise (`clarity repo set NAME --allow-plugin ...`). Default: storage=host_paths."""
 
@@ -235,6 +259,7 @@ class Settings:
             tls_key_file=get("tls_key_file", _file, None),
             storage_root=get("storage_root", _dir, home / "storage"),
             plugin_permissions=get("plugin_permissions", _permissions, {"storage": frozenset({"host_paths"})}),
+            repositories=get("repositories", parse_repositories, {}),
         )._checked()
 
     def _checked(self) -> Settings:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import threading
 from dataclasses import dataclass, field
@@ -23,15 +24,17 @@ import yaml
 import structlog
 
 from controller.engine import RunSpec, Scheduler
-from controller.store.repos import RepoRow
+from controller.store.repos import RepoRow, Repos
 from controller.store.triggers import Declared, TriggerRow
 from controller.triggers.events import PullRequestEvent, PushEvent, is_zero_sha
 from controller.triggers.manual import resolve_inputs
 from controller.triggers.match import skip_ci, why_not
 from controller.workflow.compile import GitInfo
 from controller.workflow.diagnostics import Diagnostic
+from controller.workflow import extends
 from controller.workflow.lint import lint_text
 from controller.workflow.model import Workflow
+from controller.workflow.sources import MirrorSources
 from runner.spec import Workspace
 from runner.workspace import WorkspaceCache, WorkspaceError, git_reason
 
@@ -132,7 +135,8 @@ class Starter:
                  if f.endswith((".yaml", ".yml"))]
         for path in files:
             blob = _git(mirror, "rev-parse", f"{sha}:{path}").strip()
-            wf, diagnostics = self._lint(blob, path, _git(mirror, "cat-file", "blob", blob), self.grants_for(repo))
+            wf, diagnostics = self._lint(blob, path, _git(mirror, "cat-file", "blob", blob), self.grants_for(repo),
+                                         self.sources(repo, mirror, sha))
             if wf is None or any(d.severity == "error" for d in diagnostics):
                 continue
             for position, trig in enumerate(wf.triggers):
@@ -198,12 +202,13 @@ class Starter:
             files = [only]
         git = GitInfo(sha=sha, ref=ref, branch=branch, tag=tag, message=message, author=author, repo=repo.name)
         grants = self.grants_for(repo)
+        sources = self.sources(repo, mirror, sha)
         result = Outcome()
         for path in files:
             blob = _git(mirror, "rev-parse", f"{sha}:{path}").strip()
             text = _git(mirror, "cat-file", "blob", blob)
             dedupe = dedupe_key or (f"{repo.id}:{kind}:{ref}:{sha}:{path}" if once else None)
-            wf, diagnostics = self._lint(blob, path, text, grants)
+            wf, diagnostics = self._lint(blob, path, text, grants, sources)
             errors = [d for d in diagnostics if d.severity == "error"]
             if (wf is None or errors) and skipping:
                 result.skipped[path] = "the commit message asks to skip CI"
@@ -235,7 +240,9 @@ class Starter:
                 result.skipped[path] = "a run for this commit exists already"
                 continue
             spec = RunSpec(
-                workflow=wf, workflow_text=text, workspace=Workspace(repo=repo.url, commit=sha), git=git,
+                workflow=wf, workflow_text=extends.workflow_text(wf, text),
+                files=extends.files(wf, sources.own(path, text, blob)),
+                workspace=Workspace(repo=repo.url, commit=sha), git=git,
                 event=kind, repo=repo.name, blob_sha=blob, trigger=trigger,
                 inputs=resolve_inputs(wf, inputs or {}, strict=kind == "manual"), changed_files=changed,
                 repo_id=repo.id, dedupe_key=dedupe, no_secrets=fork, grants=grants,
@@ -259,11 +266,27 @@ class Starter:
             return self.grants
         return {plugin: frozenset(perms) for plugin, perms in repo.plugin_permissions.items()}
 
-    def _lint(self, blob: str, path: str, text: str,
-              grants: Mapping[str, frozenset[str]]) -> tuple[Workflow | None, list[Diagnostic]]:
+    def sources(self, repo: RepoRow, mirror: Path, sha: str) -> MirrorSources:
+        """The files a workflow of `repo` at `sha` names (`extends:`): its own, in `mirror`, and
+        those of the other registered repositories, by name."""
+        return MirrorSources(self.mirrors, repo.name, mirror, sha, self._registered_url)
+
+    def _registered_url(self, name: str) -> str | None:
+        try:
+            return Repos(self.scheduler.store.engine).get(name).url
+        except LookupError:
+            return None
+
+    def _lint(self, blob: str, path: str, text: str, grants: Mapping[str, frozenset[str]],
+              sources: MirrorSources | None = None) -> tuple[Workflow | None, list[Diagnostic]]:
         """Lint once per (blob, path, grants): many events arrive for commits that share a
-        workflow file (and the same file lints differently under other grants)."""
+        workflow file (and the same file lints differently under other grants). A file that
+        extends another, or runs another as a sub-workflow, is linted each time, with the files it
+        names: they may differ under the same blob."""
         key = (blob, path, json.dumps({k: sorted(v) for k, v in grants.items()}, sort_keys=True))
+        if "extends" in text or _COMPOSES.search(text):
+            own = sources.own(path, text, blob) if sources is not None else None
+            return lint_text(text, path, grants=grants, sources=sources, loaded=own)
         with self._lint_lock:
             if key in self._linted:
                 return self._linted[key]
@@ -338,6 +361,9 @@ def installed_plugins() -> Registry:
     from controller import plugins
 
     return plugins.installed()
+
+
+_COMPOSES = re.compile(r"""type\s*:\s*["']?workflow\b""")  # a `type: workflow` task (controller.workflow.compose)
 
 
 def _name_of(text: str) -> str | None:

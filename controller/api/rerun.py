@@ -94,5 +94,7 @@ def _spec(old: RunRow, *, by: str, failed_only: bool) -> RunSpec:
         changed_files=tuple(ctx["changed_files"]) if ctx.get("changed_files") is not None else None,
         selected=selected, repo_id=old.repo_id, no_secrets=bool(ctx.get("no_secrets")),
         grants={k: frozenset(v) for k, v in (ctx.get("grants") or {}).items()}, storage_root=ctx.get("storage_root"),
+        files=tuple(ctx.get("files") or ()),
+        workflow_source=ctx.get("workflow_source"),  # a sub-run's own file: what its sub-workflows are next to
     )
 

@@ -29,6 +29,8 @@ def run_json(run: RunRow, tasks: list[TaskRow] | None = None) -> dict[str, Any]:
         "state": run.state, "event": run.event, "ref": run.ref, "commit_sha": run.commit_sha,
         "blob_sha": run.blob_sha, "dirty": run.dirty, "trigger": run.trigger, "inputs": ctx.get("inputs") or {},
         "plugins": ctx.get("plugins") or {},  # task -> "plugin version", for tasks of plugin types
+        "outputs": run.outputs or {}, "parent_run": run.parent_run, "parent_task": run.parent_task,  # composition
+        "files": ctx.get("files") or [],  # the workflow file and its bases (extends), as read: Loaded.record
         "rerun_of": run.rerun_of, "message": run.message, "created_at": run.created_at,
         "started_at": run.started_at, "finished_at": run.finished_at, "duration_s": run.duration_s,
     }

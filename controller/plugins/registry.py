@@ -27,6 +27,7 @@ from typing import Any, Iterable, Mapping
 import structlog
 
 from controller.plugins.manifest import Manifest, ManifestError, load
+from controller.workflow.schema import CORE_TASK_TYPES
 from controller.workflow.schema import TRIGGER_TYPES as CORE_TRIGGERS
 from plugins.sdk.task import PythonTaskType, TaskType
 from plugins.sdk.trigger import TriggerType
@@ -34,7 +35,6 @@ from plugins.sdk.trigger import TriggerType
 log = structlog.get_logger("clarity.plugins")
 
 GROUP = "clarity.plugins"
-CORE_TASK_TYPES = ("container",)
 
 
 @dataclass(frozen=True)

@@ -297,6 +297,15 @@ def _v7_repo_plugin_permissions(conn: sa.Connection) -> None:
     conn.execute(sa.text("ALTER TABLE repos ADD COLUMN plugin_permissions JSON"))
 
 
+def _v8_composition(conn: sa.Connection) -> None:
+    """Workflow outputs on runs, and a sub-run's parent (run and `type: workflow` task); NULL for
+    every existing run."""
+    conn.execute(sa.text("ALTER TABLE runs ADD COLUMN outputs JSON"))
+    conn.execute(sa.text("ALTER TABLE runs ADD COLUMN parent_run INTEGER"))
+    conn.execute(sa.text("ALTER TABLE runs ADD COLUMN parent_task TEXT"))
+    conn.execute(sa.text("CREATE INDEX ix_runs_parent ON runs (parent_run)"))
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _v1_initial),
     (2, _v2_controller),
@@ -305,6 +314,7 @@ MIGRATIONS: list[tuple[int, Migration]] = [
     (5, _v5_webhook_keys),
     (6, _v6_plugin_trigger_state),
     (7, _v7_repo_plugin_permissions),
+    (8, _v8_composition),
 ]
 
 

@@ -49,6 +49,9 @@ class RunRow(_Timed):
     workflow_text: str | None = None
     rerun_of: int | None = None
     message: str | None = None
+    outputs: Any = None  # v8: the workflow's declared outputs (a run that succeeded)
+    parent_run: int | None = None  # v8: a sub-run's parent run and task
+    parent_task: str | None = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,8 @@ class Store:
         dedupe_key: str | None = None,
         state: str = "queued",
         message: str | None = None,
+        parent_run: int | None = None,
+        parent_task: str | None = None,
     ) -> int:
         """Create a queued run with its tasks (name, image) pending; return the run id."""
         now = time.time()
@@ -138,6 +143,7 @@ class Store:
                     commit_sha=commit_sha, ref=ref, event=event, dirty=dirty, state=state, message=message,
                     trigger=trigger, owner=owner, created_at=now, context=context,
                     workflow_text=workflow_text, repo_id=repo_id, dedupe_key=dedupe_key,
+                    parent_run=parent_run, parent_task=parent_task,
                 )
             ).inserted_primary_key
             run_id = run_id[0]
@@ -152,8 +158,13 @@ class Store:
                 )
         return int(run_id)
 
-    def set_run_state(self, run_id: int, state: str, *, started: bool = False, finished: bool = False) -> None:
+    def set_run_state(self, run_id: int, state: str, *, started: bool = False, finished: bool = False,
+                      outputs: dict[str, str] | None = None, message: str | None = None) -> None:
         values: dict[str, Any] = {"state": state}
+        if outputs is not None:
+            values["outputs"] = outputs
+        if message is not None:
+            values["message"] = message
         if started:
             values["started_at"] = time.time()
         if finished:
@@ -178,6 +189,14 @@ class Store:
                                     .where(tables.runs.c.id.in_(chunk))).all()
             found.update({int(r.id): r.finished_at for r in rows})
         return found
+
+    def sub_runs(self, run_id: int, task: str | None = None) -> list[RunRow]:
+        """The sub-runs a run's `type: workflow` tasks started (of one task), oldest first."""
+        query = sa.select(tables.runs).where(tables.runs.c.parent_run == run_id).order_by(tables.runs.c.id)
+        if task is not None:
+            query = query.where(tables.runs.c.parent_task == task)
+        with self.engine.connect() as conn:
+            return [RunRow(**row) for row in conn.execute(query).mappings()]
 
     def run_by_dedupe(self, key: str) -> RunRow | None:
         with self.engine.connect() as conn:

@@ -103,6 +103,11 @@ runs = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("started_at", sa.Float),
     sa.Column("finished_at", sa.Float),
+    # v8: composition (controller.workflow.compose)
+    sa.Column("outputs", sa.JSON(none_as_null=True)),  # the workflow's declared outputs, when it succeeded
+    sa.Column("parent_run", sa.Integer),  # a sub-run: the run whose `type: workflow` task started it ...
+    sa.Column("parent_task", sa.Text),  # ... and that task
+    sa.Index("ix_runs_parent", "parent_run"),
 )
 
 tasks = sa.Table(

@@ -40,6 +40,12 @@ def _check(name: str, spec: Mapping[str, Any], raw: str, file: str) -> str:
     return raw
 
 
+def check_input(name: str, spec: Mapping[str, Any], raw: str, file: str) -> str:
+    """One given value checked against its declared input (`spec`): the value as the run sees it
+    (a boolean spelled true/false). Raises InputError."""
+    return _check(name, spec, raw, file)
+
+
 def resolve_inputs(wf: Workflow, given: Mapping[str, str], *, strict: bool) -> dict[str, str]:
     """Given values checked against the declared types, defaults filled in.
 

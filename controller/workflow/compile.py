@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from controller.workflow import expr, globs
-from controller.workflow.model import Task, When, Workflow
+from controller.workflow.model import Task, When, Workflow, env_value
 from runner.spec import CLARITY_DIR, WORKSPACE_PATH, ArtifactIn, File, Limits, TaskResult, TaskSpec, Workspace
 
 SCRIPT_PATH = f"{CLARITY_DIR}/script.sh"
@@ -211,6 +211,8 @@ def render_task(
     attempt: int = 1,
 ) -> TaskSpec:
     """One task -> one TaskSpec. Raises RenderError for values that cannot be resolved."""
+    if task.type == "workflow":  # the scheduler makes a sub-run of it, nothing runs on a runner
+        raise RenderError(f"task '{task.name}' runs a workflow: it has no container")
     if task.type != "container":
         from controller.plugins.compile import render_plugin_task
 
@@ -218,6 +220,25 @@ def render_task(
     if not task.image:
         raise RenderError(f"task '{task.name}' has no image")
     return base_spec(task, ctx, results, upstream, attempt=attempt, image=task.image, with_commands=True)
+
+
+def render_inputs(task: Task, ctx: RunContext, results: Mapping[str, TaskResult]) -> dict[str, str]:
+    """The inputs a `workflow` task gives its sub-run, expressions resolved (as in env)."""
+    resolve = _Resolver(ctx, results)
+    return {name: expr.render(value, resolve) if isinstance(value, str) else env_value(value)
+            for name, value in task.inputs.items()}
+
+
+def render_outputs(ctx: RunContext, results: Mapping[str, TaskResult]) -> dict[str, str]:
+    """The workflow's declared `outputs:`, from the results of its tasks (a run that succeeded)."""
+    resolve = _Resolver(ctx, results)
+    found: dict[str, str] = {}
+    for name, text in ctx.workflow.outputs.items():
+        try:
+            found[name] = expr.render(text, resolve)
+        except RenderError as exc:
+            raise RenderError(f"output '{name}': {exc}") from None
+    return found
 
 
 def render_config(value: Any, resolve: _Resolver) -> Any:

@@ -32,8 +32,9 @@ def build_edges(names: Sequence[str], needs: Mapping[str, Sequence[str] | None],
 
 
 def task_references(task: Task) -> set[str]:
-    """Tasks referenced by the values the engine renders: commands, env, config, workdir."""
-    return references_tasks([list(task.commands), task.env, task.config, task.workdir or ""])
+    """Tasks referenced by the values the engine renders: commands, env, config, workdir, and
+    the inputs of a `workflow` task."""
+    return references_tasks([list(task.commands), task.env, task.config, task.workdir or "", task.inputs])
 
 
 def edges(workflow: Workflow) -> Edges:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,9 +22,11 @@ from controller.triggers.webhook import path_problem as webhook_path_problem
 from . import expr
 from .dag import build_edges, find_cycle
 from .diagnostics import Diagnostic, Pos, error, errors, sort, warning
+from .extends import resolve
 from .load import JsonPath, Located, load
 from .model import Workflow, build
 from .schema import TaskTypes
+from .sources import Loaded, Sources
 
 if TYPE_CHECKING:
     from controller.plugins import Registry
@@ -32,7 +34,7 @@ from .units import parse_duration, parse_size
 from .validate import validate
 
 WORKFLOW_DIR = ".clarity"
-RENDERED_KEYS = ("commands", "env", "config", "workdir")  # what the engine renders for a task
+RENDERED_KEYS = ("commands", "env", "config", "workdir", "inputs")  # what the engine renders for a task
 
 
 def _suggest(word: str, names: Iterable[str]) -> str | None:
@@ -123,8 +125,10 @@ class _Checker:
         if target not in self.index:
             yield error(where, f"{ref.raw} refers to an unknown task '{target}'", _suggest(target, self.index))
             return
+        if path[1:2] == ("outputs",):  # the workflow's outputs: read when the run is over
+            return
         if len(path) < 4 or path[1] != "tasks" or not isinstance(path[2], int):
-            yield error(where, f"{ref.raw}: only a task can read the results of another task")
+            yield error(where, f"{ref.raw}: only a task, or the workflow's outputs, can read the results of a task")
             return
         task = self.wf["tasks"][path[2]]
         name = task.get("name") if isinstance(task, dict) else None
@@ -216,23 +220,34 @@ class _Checker:
 
 
 def lint_text(text: str, file: str, task_types: TaskTypes | None = None, *, plugins: Registry | None = None,
-              grants: Mapping[str, frozenset[str]] | None = None) -> tuple[Workflow | None, list[Diagnostic]]:
+              grants: Mapping[str, frozenset[str]] | None = None, sources: Sources | None = None,
+              loaded: Loaded | None = None) -> tuple[Workflow | None, list[Diagnostic]]:
     """All diagnostics of one workflow text (sorted), and its model when there is no error.
 
     Task and trigger types are those of `plugins` (default: the installed plugins,
     controller.plugins.installed) unless `task_types` names them (then only those, no plugin
-    checks). `grants` (plugin -> permissions) adds the permission checks of plugin tasks."""
+    checks). `grants` (plugin -> permissions) adds the permission checks of plugin tasks.
+    `sources` reads the bases of `extends:` (`loaded`: this file as read, which relative bases
+    are next to); the model's `source` is then the resolved document (extends.Resolved)."""
     from controller.plugins import check, installed
 
     doc, diags = load(text, file)
     if doc is None:
         return None, sort(diags)
+    resolved, inherited = resolve(doc, sources, loaded)  # `extends:` merged in (extends.py)
+    diags.extend(inherited)
+    if resolved is None:
+        return None, sort(diags)
+    doc = resolved
     registry = plugins if plugins is not None else (installed() if task_types is None else None)
     pins, pin_errors = check.strip_pins(doc)
     diags.extend(pin_errors)
     types: TaskTypes = task_types if task_types is not None else registry.task_schemas()  # type: ignore[union-attr]
     diags.extend(validate(doc, types, registry.trigger_schemas() if registry is not None else None))
     diags.extend(_Checker(doc).run())
+    from .compose import check as check_compose  # `type: workflow` tasks and `outputs:`
+
+    diags.extend(check_compose(doc, sources, loaded))
     if registry is not None and not errors(diags):
         diags.extend(check.check(doc, pins, registry, grants))
     diags = sort(diags)
@@ -261,8 +276,11 @@ def workflow_files(paths: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
 
 
 def lint_paths(paths: Iterable[str | os.PathLike[str]] = (), task_types: TaskTypes | None = None, *,
-               grants: Mapping[str, frozenset[str]] | None = None) -> dict[str, list[Diagnostic]]:
-    """Diagnostics per file (an empty list for a clean file)."""
+               grants: Mapping[str, frozenset[str]] | None = None,
+               sources: Callable[[Path, str], tuple[Sources | None, Loaded | None]] | None = None,
+               ) -> dict[str, list[Diagnostic]]:
+    """Diagnostics per file (an empty list for a clean file). `sources(path, text)`: where the
+    bases of a file's `extends:` are read, and the file as Loaded."""
     results: dict[str, list[Diagnostic]] = {}
     for path in workflow_files(paths):
         name = str(path)
@@ -277,5 +295,6 @@ def lint_paths(paths: Iterable[str | os.PathLike[str]] = (), task_types: TaskTyp
         except OSError as exc:
             results[name] = [error(Pos(name, 1, 1), f"cannot read the file: {exc.strerror}")]
             continue
-        results[name] = lint_text(text, name, task_types, grants=grants)[1]
+        src, own = sources(path, text) if sources is not None else (None, None)
+        results[name] = lint_text(text, name, task_types, grants=grants, sources=src, loaded=own)[1]
     return results

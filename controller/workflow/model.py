@@ -13,6 +13,7 @@ from typing import Any
 
 from .diagnostics import Pos
 from .load import Located
+from .sources import FileRef
 from .units import parse_duration, parse_size
 
 __all__ = ["Task", "Trigger", "When", "Workflow", "build", "env_value", "parse_duration", "parse_size"]
@@ -65,6 +66,11 @@ class Task:
     config: dict[str, Any]
     pos: Pos
     version_range: str | None = None  # `type: NAME@RANGE`: the plugin versions this task accepts
+    # `type: workflow` (controller.workflow.compose): the workflow it runs as a sub-run, the inputs
+    # given to it (values as written: strings may hold ${...}), and whether the task waits for it
+    workflow: FileRef | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+    wait: bool = True
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,7 @@ class Workflow:
     file: str
     pos: Pos
     source: Located = field(repr=False, compare=False)
+    outputs: dict[str, str] = field(default_factory=dict)  # name -> expression, evaluated when the run succeeds
 
     def task(self, name: str) -> Task:
         for task in self.tasks:
@@ -133,6 +140,9 @@ def _task(raw: dict[str, Any], pos: Pos) -> Task:
         pids=resources.get("pids"),
         config=copy.deepcopy(raw.get("config") or {}),
         pos=pos,
+        workflow=FileRef.parse(raw["workflow"]) if raw.get("type") == "workflow" else None,
+        inputs=copy.deepcopy(raw.get("inputs") or {}),
+        wait=raw.get("wait", True),
     )
 
 
@@ -160,4 +170,5 @@ def build(doc: Located) -> Workflow:
         file=doc.file,
         pos=doc.key_pos(base),
         source=doc,
+        outputs={k: env_value(v) for k, v in (wf.get("outputs") or {}).items()},
     )

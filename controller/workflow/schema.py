@@ -22,6 +22,7 @@ TaskTypes = Mapping[str, "Schema | None"]
 
 SCHEMA_ID = "https://clarity-ci.dev/schema/workflow.json"
 DEFAULT_TASK_TYPES: TaskTypes = MappingProxyType({"container": None})
+CORE_TASK_TYPES = ("container", "workflow")  # not plugins: the schema has their shapes
 TRIGGER_TYPES = ("push", "pull_request", "tag", "schedule", "webhook", "manual", "event", "file_watch")
 TASK_NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
 SECRET_NAME_PATTERN = r"^[A-Z_][A-Z0-9_]*$"
@@ -192,6 +193,33 @@ def _task_common(trigger_names: tuple[str, ...] = TRIGGER_TYPES) -> dict[str, Sc
     }
 
 
+def workflow_task(common: Mapping[str, Schema]) -> Schema:
+    """`type: workflow`: another workflow run as a sub-run (controller.workflow.compose)."""
+    return _obj("A task running another workflow as a sub-run; the sub-run's declared outputs become "
+                "the task's outputs.", {
+        **{k: common[k] for k in ("name", "needs", "when")},
+        "type": {"const": "workflow", "description": "Task type."},
+        "workflow": {"type": ["string", "object"], "minLength": 1, "title": "workflow file",
+                     "description": "The workflow to run: a file of this repository at the run's commit "
+                                    "(a bare name is in .clarity/), or {repo, ref, path} of another "
+                                    "repository at a pinned ref.",
+                     "properties": {"repo": _s("The repository (its registered name, URL or path).", minLength=1),
+                                    "ref": _s("A tag, branch or commit of the repository.", minLength=1),
+                                    "path": _s("The workflow file (a bare name is in .clarity/).", minLength=1)},
+                     "required": ["path"], "additionalProperties": False,
+                     "dependentRequired": {"repo": ["ref"], "ref": ["repo"]}},
+        "inputs": {"type": "object", "description": "Inputs of the sub-workflow (its manual trigger's), "
+                                                     "checked against their declared types. May contain ${...} "
+                                                     "expressions.",
+                   "propertyNames": {"pattern": ENV_NAME_PATTERN, "title": "input name",
+                                     "description": "Letters, digits and '_'."},
+                   "additionalProperties": {"type": ["string", "number", "boolean"], "description": "The value."}},
+        "wait": {"type": "boolean", "default": True,
+                 "description": "Wait for the sub-run and end with its result (default true); false: the task "
+                                "ends once the sub-run has started (its output: the run id)."},
+    }, ("name", "type", "workflow"))
+
+
 def _task(task_types: TaskTypes | None, trigger_names: tuple[str, ...] = TRIGGER_TYPES) -> Schema:
     common = _task_common(trigger_names)
     container = _obj("A task running commands in a container image.", {
@@ -202,6 +230,8 @@ def _task(task_types: TaskTypes | None, trigger_names: tuple[str, ...] = TRIGGER
                           "Without commands the image's default command runs."),
     }, ("name", "image"))
 
+    workflow = workflow_task(common)
+
     def plugin(name: str, config: Schema | None) -> Schema:
         props = {**common, "type": {"const": name, "description": "Task type."}}
         if config is not None:
@@ -209,7 +239,7 @@ def _task(task_types: TaskTypes | None, trigger_names: tuple[str, ...] = TRIGGER
         return _obj(f"A '{name}' task.", props, ("name",))
 
     type_schema: Schema = {"type": "string", "description": "Task type (default container)."}
-    branches: dict[str, Schema] = {"container": container}
+    branches: dict[str, Schema] = {"container": container, "workflow": workflow}
     if task_types is None:  # editors: any type name, any config object
         type_schema["pattern"] = TASK_NAME_PATTERN
         other = plugin("", {"type": "object", "description": "Configuration of the plugin task type."})
@@ -218,10 +248,10 @@ def _task(task_types: TaskTypes | None, trigger_names: tuple[str, ...] = TRIGGER
         base: Schema = {"type": "object", "description": "A task.", "required": ["name"],
                         "properties": {"type": type_schema}}
         return {**_dispatch(base, branches, "container"),
-                "else": other, "if": {"properties": {"type": {"const": "container"}}}}
-    type_schema["enum"] = sorted(task_types)
+                "else": other, "if": {"properties": {"type": {"enum": list(CORE_TASK_TYPES)}}}}
+    type_schema["enum"] = sorted({*task_types, *CORE_TASK_TYPES})
     for name, config in task_types.items():
-        if name != "container":
+        if name not in CORE_TASK_TYPES:
             branches[name] = plugin(name, config)
     base = {"type": "object", "description": "A task.", "required": ["name"], "properties": {"type": type_schema}}
     return _dispatch(base, branches, "container")
@@ -253,7 +283,25 @@ def schema(task_types: TaskTypes | None = DEFAULT_TASK_TYPES,
         "name": _s("Workflow name.", minLength=1),
         "version": _s("Version of this workflow definition (quote it: \"1.10\")."),
         "description": _s("What the workflow does."),
+        "extends": {"type": ["string", "object"], "minLength": 1, "title": "base workflow",
+                    "description": "A base workflow this one is merged over (docs/workflow-format.md, Inheritance): "
+                                   "a file of this repository at the same commit (a bare name is in .clarity/), "
+                                   "or {repo, ref, path} of another repository at a pinned ref. Maps merge, tasks "
+                                   "merge by name (`{name: X, remove: true}` drops one), other lists are replaced.",
+                    "properties": {"repo": _s("The repository (a registered name, or on clarity run a URL, path or "
+                                              "a name of the setting repositories).", minLength=1),
+                                   "ref": _s("A tag, branch or commit of the repository.", minLength=1),
+                                   "path": _s("The base's file (a bare name is in .clarity/).", minLength=1)},
+                    "required": ["path"], "additionalProperties": False,
+                    "dependentRequired": {"repo": ["ref"], "ref": ["repo"]}},
         "env": _env("Environment variables of every task."),
+        "outputs": {"type": "object", "description": "Outputs of a run that succeeded, from its tasks' results "
+                                                      "(e.g. ${tasks.deploy.outputs.url}): the outputs of a "
+                                                      "`type: workflow` task that runs this workflow.",
+                    "propertyNames": {"pattern": ENV_NAME_PATTERN, "title": "output name",
+                                      "description": "Letters, digits and '_', not starting with a digit."},
+                    "additionalProperties": {"type": ["string", "number", "boolean"],
+                                             "description": "The value; may contain ${...} expressions."}},
         "triggers": _list("When the workflow runs; absent means push and pull_request.",
                           _dispatch(trigger_base, triggers)),
         "tasks": _list("The tasks, in list order unless some task declares needs.", _task(task_types, names),

@@ -15,8 +15,14 @@ repository, commit and blob sha) so a run can say exactly what went into it.
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol
+
+from runner.workspace import WorkspaceCache, WorkspaceError
 
 WORKFLOW_DIR = ".clarity"
 
@@ -72,3 +78,183 @@ class Sources(Protocol):
         """The file `ref` names. `relative_to`: the file that names it (a file of another
         repository names paths in that repository, at that commit). Raises SourceError."""
         ...
+
+
+# -- reading from git ------------------------------------------------------------------------------
+
+_FULL_SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
+_GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "LC_ALL": "C"}
+_SCP = re.compile(r"^[\w.-]+@[\w.-]+:")
+
+
+def _git(git_dir: Path, *args: str, work_tree: bool = False) -> str | None:
+    """stdout of a git command in `git_dir` (a working copy's root with `work_tree`), None when it fails."""
+    where = ["-C", str(git_dir)] if work_tree else ["--git-dir", str(git_dir)]
+    proc = subprocess.run(["git", *where, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          env={**os.environ, **_GIT_ENV})
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def _read_blob(git_dir: Path, commit: str, ref: FileRef, repo: str, *, work_tree: bool = False) -> Loaded:
+    path = ref.repo_path.removeprefix("./")
+    at = ref.ref or commit[:12]
+    blob = _git(git_dir, "rev-parse", "--verify", "--quiet", f"{commit}:{path}", work_tree=work_tree)
+    if not blob or (_git(git_dir, "cat-file", "-t", blob.strip(), work_tree=work_tree) or "").strip() != "blob":
+        where = f"in {ref.repo} " if ref.repo else ""
+        raise SourceError(f"no file {path} {where}at {at}")
+    blob = blob.strip()
+    data = _git_bytes(git_dir, blob, work_tree)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SourceError(f"{path} at {at} is not UTF-8 text") from None
+    return Loaded(ref, text, ref.shown(), repo, commit, blob)
+
+
+def _git_bytes(git_dir: Path, blob: str, work_tree: bool) -> bytes:
+    where = ["-C", str(git_dir)] if work_tree else ["--git-dir", str(git_dir)]
+    proc = subprocess.run(["git", *where, "cat-file", "blob", blob], capture_output=True, stdin=subprocess.DEVNULL,
+                          env={**os.environ, **_GIT_ENV})
+    if proc.returncode != 0:
+        raise SourceError(f"cannot read blob {blob[:12]}")
+    return proc.stdout
+
+
+class _GitSources:
+    """Other repositories through the mirror cache: a tag or branch is looked up after a fetch
+    (moved tags are followed), a full commit sha is fetched only when the mirror lacks it."""
+
+    def __init__(self, mirrors: WorkspaceCache) -> None:
+        self.mirrors = mirrors
+
+    def _url(self, name: str) -> str:
+        raise NotImplementedError
+
+    def _read_own(self, ref: FileRef) -> Loaded:
+        raise NotImplementedError
+
+    def read(self, ref: FileRef, *, relative_to: Loaded | None = None) -> Loaded:
+        if ref.repo is None and relative_to is not None and relative_to.ref.repo is not None:
+            # a file of another repository names a path in that repository, at the same commit
+            other = relative_to.ref
+            if relative_to.commit is None:
+                raise SourceError(f"{relative_to.file} was not read at a commit")
+            mirror, _ = self._ensure(other.repo or "", relative_to.commit)
+            return _read_blob(mirror, relative_to.commit, FileRef(ref.path, other.repo, other.ref), relative_to.repo)
+        if ref.repo is None:
+            return self._read_own(ref)
+        if not ref.ref:
+            raise SourceError(f"a file of repository {ref.repo} needs a ref (a tag, branch or commit)")
+        mirror, commit = self._resolve(ref.repo, ref.ref)
+        return _read_blob(mirror, commit, ref, ref.repo)
+
+    def _ensure(self, name: str, commit: str) -> tuple[Path, str]:
+        url = self._url(name)
+        try:
+            return self.mirrors.ensure(url, commit)
+        except WorkspaceError as exc:
+            raise SourceError(f"repository {name}: {exc}") from None
+
+    def _resolve(self, name: str, ref: str) -> tuple[Path, str]:
+        if ref.startswith("-"):
+            raise SourceError(f"{ref!r} is not a ref")
+        if _FULL_SHA.fullmatch(ref):
+            return self._ensure(name, ref)
+        url = self._url(name)
+        try:
+            mirror, refs = self.mirrors.refresh(url)
+        except WorkspaceError as exc:
+            raise SourceError(f"cannot read repository {name}: {exc}") from None
+        for full in (f"refs/tags/{ref}", f"refs/heads/{ref}", ref):
+            if full in refs:
+                return mirror, refs[full]
+        sha = _git(mirror, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}") if re.fullmatch(
+            r"[0-9a-f]{4,64}", ref) else None
+        if not sha:
+            raise SourceError(f"repository {name} has no tag, branch or commit '{ref}'")
+        return mirror, sha.strip()
+
+
+class LocalSources(_GitSources):
+    """`clarity run` and `clarity lint`: the working copy's repository at `commit` (None: its
+    working tree, as files), other repositories by URL or path, or by a name of the setting
+    `repositories`, through the mirror cache under `cache`."""
+
+    def __init__(self, root: Path, commit: str | None, *, cache: Path,
+                 repositories: Mapping[str, str] | None = None) -> None:
+        super().__init__(WorkspaceCache(cache))
+        self.root, self.commit = root, commit
+        self.repositories = dict(repositories or {})
+
+    @classmethod
+    def around(cls, file: Path, text: str, name: str, *, cache: Path,
+               repositories: Mapping[str, str] | None = None) -> tuple[LocalSources, Loaded]:
+        """For a file of a working tree (`clarity lint`), read as `text` and shown as `name`: the
+        sources of its repository's working tree (outside git: of the folder holding its
+        .clarity/), and the file as Loaded."""
+        file = file.resolve()
+        top = _git(file.parent, "rev-parse", "--show-toplevel", work_tree=True)
+        if top:
+            root = Path(top.strip()).resolve()
+        else:
+            root = file.parent.parent if file.parent.name == WORKFLOW_DIR else file.parent
+        path = file.relative_to(root).as_posix()
+        sources = cls(root, None, repositories=repositories, cache=cache)
+        return sources, Loaded(FileRef(path if "/" in path else "./" + path), text, name, str(root), None, None)
+
+    def own(self, path: str, text: str, blob: str | None) -> Loaded:
+        """The workflow file itself (read by the caller), as its bases see it."""
+        return Loaded(FileRef(path if "/" in path else "./" + path), text, path, str(self.root), self.commit, blob)
+
+    def _url(self, name: str) -> str:
+        if name in self.repositories:
+            return self.repositories[name]
+        if "://" in name or _SCP.match(name) or name.startswith(("/", "./", "../", "~")):
+            if name.startswith(("./", "../", "~")):
+                return str((self.root / Path(name).expanduser()).resolve())
+            return name
+        known = ", ".join(sorted(self.repositories)) or "none"
+        raise SourceError(f"unknown repository '{name}': give its git URL or path, or name it in the setting "
+                          f"repositories (CLARITY_REPOSITORIES=\"{name}=URL\"; named now: {known})")
+
+    def _read_own(self, ref: FileRef) -> Loaded:
+        path = ref.repo_path.removeprefix("./")
+        if self.commit is None:
+            file = self.root / path
+            if not file.is_file():
+                raise SourceError(f"no file {path}")
+            try:
+                text = file.read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise SourceError(f"{path} is not UTF-8 text") from None
+            return Loaded(ref, text, path, str(self.root), None, None)
+        try:
+            return _read_blob(self.root, self.commit, ref, str(self.root), work_tree=True)
+        except SourceError:
+            if (self.root / path).is_file():
+                raise SourceError(f"no file {path} in commit {self.commit[:8]} (it exists in the working tree: "
+                                  "commit it, or use --dirty)") from None
+            raise
+
+
+class MirrorSources(_GitSources):
+    """The controller: the run's repository (`name`, its mirror) at `commit`; other repositories
+    by their registered name (`lookup`: name -> URL, None when not registered)."""
+
+    def __init__(self, mirrors: WorkspaceCache, name: str, mirror: Path, commit: str,
+                 lookup: Callable[[str], str | None]) -> None:
+        super().__init__(mirrors)
+        self.name, self.mirror, self.commit, self.lookup = name, mirror, commit, lookup
+
+    def own(self, path: str, text: str, blob: str | None) -> Loaded:
+        return Loaded(FileRef(path if "/" in path else "./" + path), text, path, self.name, self.commit, blob)
+
+    def _url(self, name: str) -> str:
+        url = self.lookup(name)
+        if url is None:
+            raise SourceError(f"no repository '{name}' is registered on this controller "
+                              f"(clarity repo add {name} URL)")
+        return url
+
+    def _read_own(self, ref: FileRef) -> Loaded:
+        return _read_blob(self.mirror, self.commit, ref, self.name)

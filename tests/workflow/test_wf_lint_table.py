@@ -40,7 +40,7 @@ CASES: list[tuple[str, str, list[str]]] = [
           tasks:
             - {name: t, type: validaton}
         """, ["w.yaml:5:23: error: unknown task type 'validaton'; known: container, storage, transformation, "
-              "validation\n  hint: did you mean 'validation'?"]),
+              "validation, workflow\n  hint: did you mean 'validation'?"]),
     ("unknown trigger type", """
         workflow:
           name: w
@@ -241,9 +241,10 @@ CASES: list[tuple[str, str, list[str]]] = [
           env: {X: "${tasks.t.output}"}
           tasks:
             - {name: t, image: "${tasks.t.output}"}
-        """, ["w.yaml:4:13: error: ${tasks.t.output}: only a task can read the results of another task",
-              "w.yaml:6:25: error: ${tasks.t.output}: task results can be used in commands, env, config, workdir "
-              "only, not in 'image'"]),
+        """, ["w.yaml:4:13: error: ${tasks.t.output}: only a task, or the workflow's outputs, can read the "
+              "results of a task",
+              "w.yaml:6:25: error: ${tasks.t.output}: task results can be used in commands, env, config, workdir, "
+              "inputs only, not in 'image'"]),
     ("empty tasks and empty name", """
         workflow:
           name: ""
