@@ -210,6 +210,7 @@ def describe_trigger(trigger: Any, event: str) -> str:
 
 
 def _cmd_runs_show(args: argparse.Namespace) -> int:
+    from controller.api.runs import sub_runs_json
     from controller.console import fmt_duration
     from controller.store.runs import NotFound
 
@@ -230,6 +231,7 @@ def _cmd_runs_show(args: argparse.Namespace) -> int:
                "plugins": (row.context or {}).get("plugins") if isinstance(row.context, dict) else {},
                "outputs": row.outputs or {},
                "files": (row.context or {}).get("files") if isinstance(row.context, dict) else [],
+               "sub_runs": sub_runs_json(store, row.id),
                "tasks": [{"name": t.name, "state": t.state, "attempt": t.attempt, "exit_code": t.exit_code,
                           "duration_s": t.duration_s, "error": t.error} for t in store.list_tasks(row.id)]}
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(run["created_at"]))
@@ -245,10 +247,7 @@ def _cmd_runs_show(args: argparse.Namespace) -> int:
         print("  plugins     " + ", ".join(f"{task}: {used}" for task, used in run["plugins"].items()))
     if run.get("outputs"):
         print("  outputs     " + ", ".join(f"{name}={value}" for name, value in run["outputs"].items()))
-    for f in run.get("files") or []:  # the workflow file and its bases (extends), as read
-        at = f"commit {(f.get('commit') or '')[:12]}  blob {(f.get('blob') or '')[:12]}" if f.get("commit") \
-            else "working tree"
-        print(f"  file        {f.get('repo')}  {f.get('path')}{'@' + f['ref'] if f.get('ref') else ''}  {at}")
+    _print_files(run.get("files") or [], run.get("sub_runs") or [], "  ")
     for t in run.get("tasks") or []:
         extra = f"exit {t['exit_code']}" if t.get("exit_code") not in (None, 0) else (t.get("error") or "")
         print(f"  task {t['name']:<20} {t['state']:<10} {fmt_duration(t.get('duration_s')):>7}  "
@@ -258,6 +257,17 @@ def _cmd_runs_show(args: argparse.Namespace) -> int:
         print(f"  {r['kind']:<6} {r.get('context') or r['key']}: {r.get('state')}, {state}"
               + (f"; last error: {r['last_error']}" if r.get("last_error") else ""))
     return EXIT_OK
+
+
+def _print_files(files: Sequence[dict[str, Any]], sub_runs: Sequence[dict[str, Any]], indent: str) -> None:
+    """The files that went into a run (the workflow file, its bases), then its sub-runs' (nested)."""
+    for f in files:
+        at = f"commit {(f.get('commit') or '')[:12]}  blob {(f.get('blob') or '')[:12]}" if f.get("commit") \
+            else "working tree"
+        print(f"{indent}file        {f.get('repo')}  {f.get('path')}{'@' + f['ref'] if f.get('ref') else ''}  {at}")
+    for s in sub_runs:
+        print(f"{indent}sub-run     {s['id']} (task {s.get('task')}): {s.get('workflow')}, {s.get('state')}")
+        _print_files(s.get("files") or [], s.get("sub_runs") or [], indent + "  ")
 
 
 def _controller_url(args: argparse.Namespace) -> str | None:

@@ -39,6 +39,19 @@ def run_json(run: RunRow, tasks: list[TaskRow] | None = None) -> dict[str, Any]:
     return data
 
 
+def sub_runs_json(store: Any, run_id: int, depth: int = 0) -> list[dict[str, Any]]:
+    """The sub-runs of a run's `type: workflow` tasks, with the files that went into each (and
+    theirs, nested): with the run's own `files`, every file that went into the run."""
+    if depth > 10:
+        return []
+    found = []
+    for sub in store.sub_runs(run_id):
+        ctx = sub.context if isinstance(sub.context, dict) else {}
+        found.append({"id": sub.id, "task": sub.parent_task, "workflow": sub.workflow, "state": sub.state,
+                      "files": ctx.get("files") or [], "sub_runs": sub_runs_json(store, sub.id, depth + 1)})
+    return found
+
+
 def task_json(task: TaskRow) -> dict[str, Any]:
     return {
         "name": task.name, "position": task.position, "state": task.state, "attempt": task.attempt,
@@ -86,6 +99,7 @@ def get_run(call: Call) -> Response:
     run = store.get_run(call.param("id"))
     data = run_json(run, store.list_tasks(run.id))
     data["reports"] = [row.public() for row in call.services.outbox.for_run(run.id)]
+    data["sub_runs"] = sub_runs_json(store, run.id)
     return reply(data)
 
 

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import pytest
 
-from tests.e2e.conftest import Env
+from tests.e2e.conftest import Env, git
 
 pytestmark = pytest.mark.docker
 
@@ -78,6 +78,10 @@ def test_sub_workflow_with_typed_inputs_and_outputs(env: Env, docker_client: Any
     assert f"sub-run {sub.id} of task deploy: {unique}-deploy (.clarity/deploy.yaml) succeeded" in r.out
     shown = env.clarity(repo, "runs", "show", str(parent.id))
     assert "outputs     url=https://staging.example.org/v1.4.2" in shown.out, shown.out + shown.err
+    # every file that went into the run: its own, and the sub-workflow's (commit and blob)
+    blob = git(repo, "rev-parse", "HEAD:.clarity/deploy.yaml").strip()
+    assert f"sub-run     {sub.id} (task deploy): {unique}-deploy, succeeded" in shown.out, shown.out
+    assert ".clarity/deploy.yaml" in shown.out.split("sub-run", 1)[1] and blob[:12] in shown.out
     no_leftovers(unique)
     no_leftovers(f"{unique}-deploy")
 

@@ -110,3 +110,32 @@ def test_a_missing_base_is_a_lint_error_before_anything_runs(env: Env, docker_cl
     assert (".clarity/ci.yaml:3:12: error: cannot read the base nowhere@v1:.clarity/python.yaml: unknown repository "
             "'nowhere'") in r.err
     assert env.store().list_runs() == []
+
+
+def test_a_workflow_that_extends_a_template_and_composes_a_sub_workflow(env: Env, docker_client: Any, unique: str,
+                                                                        no_leftovers: Callable[[str], None]) -> None:
+    # The issue's scenario in one run: a template from a second repository at a tag, and a
+    # sub-workflow with typed inputs whose output is read downstream.
+    templates = env.repo({".clarity/python.yaml": PYTHON, ".clarity/common.yaml": COMMON % "one"})
+    git(templates, "tag", "v1")
+    child = (f"workflow:\n  name: {unique}\n  extends: {{repo: acme/ci-templates, ref: v1, path: python.yaml}}\n"
+             "  tasks:\n"
+             "    - {name: ship, type: workflow, workflow: ship.yaml, inputs: {copies: 2}}\n"
+             "    - {name: report, image: clarity-busybox:latest,\n"
+             "       commands: ['echo \"shipped to ${tasks.ship.outputs.where}\"']}\n")
+    ship = (f"workflow:\n  name: {unique}-ship\n  outputs: {{where: \"${{tasks.copy.outputs.where}}\"}}\n"
+            "  triggers: [{type: manual, inputs: {copies: {type: number, required: true}}}]\n"
+            "  tasks:\n    - name: copy\n      image: clarity-busybox:latest\n"
+            "      commands: ['echo \"where=shelf-${inputs.copies}\" >> \"$CLARITY_OUTPUTS\"']\n")
+    app = env.repo({".clarity/ci.yaml": child, ".clarity/ship.yaml": ship})
+    r = env.clarity(app, "run", ".clarity/ci.yaml", extra_env={"CLARITY_REPOSITORIES": f"acme/ci-templates={templates}"})
+    assert r.code == 0, r.out + r.err
+    runs = {run.workflow: run for run in env.store().list_runs()}
+    parent, sub = runs[unique], runs[f"{unique}-ship"]
+    assert [t.name for t in env.store().list_tasks(parent.id)] == ["lint", "test", "ship", "report"]
+    assert "lint by template one" in _logs(env, parent.id) and "shipped to shelf-2" in _logs(env, parent.id)
+    assert sub.parent_run == parent.id and sub.outputs == {"where": "shelf-2"}
+    shown = env.clarity(app, "runs", "show", str(parent.id)).out
+    assert "acme/ci-templates  .clarity/python.yaml@v1" in shown and f"sub-run     {sub.id} (task ship)" in shown
+    assert git(app, "rev-parse", "HEAD:.clarity/ship.yaml").strip()[:12] in shown
+    no_leftovers(unique)
