@@ -155,6 +155,21 @@ def dump(value: Any, fmt: str) -> str:
     raise PluginError(f"unknown format '{fmt}'; known: json, yaml, csv")
 
 
+def describe(value: Any) -> str:
+    """'6 records', 'an object (orders: 6 records)', 'a string': data as a message names it."""
+    if isinstance(value, list):
+        return f"{len(value)} record{'' if len(value) == 1 else 's'}"
+    if isinstance(value, dict):
+        lists = [f"{k}: {describe(v)}" for k, v in value.items() if isinstance(v, list)][:3]
+        return "an object" + (f" ({', '.join(lists)})" if lists else "")
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number" if isinstance(value, (int, float)) else "a string" if isinstance(value, str) \
+        else type(value).__name__
+
+
 def write_output(value: Any) -> None:
     """The task's output (JSON): what `${tasks.NAME.output}` reads downstream."""
     path = os.environ.get("CLARITY_OUTPUT")

@@ -21,8 +21,8 @@ import jmespath
 from jmespath import exceptions as jexc
 from jmespath import functions as jfunc
 
-from plugins.sdk.runtime import (PluginError, data_source, dump, inside, is_file_ref, load_data, main, workspace,
-                                 workspace_file)
+from plugins.sdk.runtime import (PluginError, data_source, describe, dump, inside, is_file_ref, load_data, main,
+                                 workspace, workspace_file)
 
 _KEYS = ("input", "rules", "output")
 _RULES_SUFFIXES = (".json", ".yaml", ".yml")
@@ -354,21 +354,6 @@ _BUILDERS: dict[str, Callable[[str, Any], tuple[Callable[[Any], Any], str]]] = {
     "select": _select, "filter": _filter, "rename": _rename, "compute": _compute, "map": _map, "drop": _drop,
     "sort": _sort, "limit": _limit,
 }
-
-
-def describe(value: Any) -> str:
-    """'6 records', 'an object (orders: 6 records)', 'a string'."""
-    if isinstance(value, list):
-        return f"{len(value)} record{'' if len(value) == 1 else 's'}"
-    if isinstance(value, dict):
-        lists = [f"{k}: {describe(v)}" for k, v in value.items() if isinstance(v, list)][:3]
-        return "an object" + (f" ({', '.join(lists)})" if lists else "")
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    return "a number" if isinstance(value, (int, float)) else "a string" if isinstance(value, str) \
-        else type(value).__name__
 
 
 def _kind(value: Any) -> str:

@@ -22,7 +22,7 @@ from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource, Unresolvable
 from referencing.jsonschema import DRAFT202012
 
-from plugins.sdk.runtime import PluginError, data_source, is_file_ref, load_data, main, workspace, workspace_file
+from plugins.sdk.runtime import PluginError, data_source, describe, is_file_ref, load_data, main, workspace, workspace_file
 
 _KEYS = ("schema", "data", "fail_on_error")
 _SCHEMA_SUFFIXES = (".json", ".yaml", ".yml")
@@ -177,21 +177,6 @@ def json_path(parts: Iterable[Any]) -> str:
 def _path_key(parts: Iterable[Any]) -> tuple[tuple[int, int, str], ...]:
     """Sorts paths as they are read: indices by number, keys by name."""
     return tuple((0, part, "") if isinstance(part, int) else (1, 0, str(part)) for part in parts)
-
-
-def describe(value: Any) -> str:
-    """'6 records', 'an object (orders: 6 records)', 'a string'."""
-    if isinstance(value, list):
-        return f"{len(value)} record{'' if len(value) == 1 else 's'}"
-    if isinstance(value, dict):
-        lists = [f"{k}: {describe(v)}" for k, v in value.items() if isinstance(v, list)][:3]
-        return "an object" + (f" ({', '.join(lists)})" if lists else "")
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    return "a number" if isinstance(value, (int, float)) else "a string" if isinstance(value, str) \
-        else type(value).__name__
 
 
 def _kind(value: Any) -> str:
