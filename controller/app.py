@@ -101,6 +101,7 @@ def create_app(settings: Settings, *, builtin_runner: bool = False) -> Starlette
         watcher.start()
         stoppers.append(watcher.stop)
         if builtin_runner:
+            _make_storage_root(settings)
             agent = _builtin_runner(services, metrics)
             agent.start()
 
@@ -122,6 +123,18 @@ def create_app(settings: Settings, *, builtin_runner: bool = False) -> Starlette
                     exception_handlers=api.exception_handlers())
     app.state.services = services
     return app
+
+
+def _make_storage_root(settings: Settings) -> None:
+    """The built-in runner is on this machine: its storage tasks mount the storage root, so it must
+    exist (remote runners' machines need it made by whoever deploys them: docs/deploy.md)."""
+    if settings.storage_root is None:
+        return
+    try:
+        settings.storage_root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("cannot create the storage root: storage tasks will fail until it exists",
+                    storage_root=str(settings.storage_root), error=str(exc))
 
 
 def _prune_artifacts(services: Services) -> int:

@@ -186,11 +186,11 @@ class Settings:
     """Where `storage` tasks write (file system destinations), on the runners' machines (default HOME/storage)."""
     plugin_permissions: Mapping[str, frozenset[str]] = field(
         default_factory=lambda: {"storage": frozenset({"host_paths"})})
+    """What each plugin may have, of what its manifest asks (network, secrets, host_paths), unless a
+    repository says otherwise (`clarity repo set NAME --allow-plugin ...`). Default: storage=host_paths."""
     repositories: Mapping[str, str] = field(default_factory=dict)
     """Repositories by name for `extends: {repo: NAME, ...}` on `clarity run` (name -> git URL or
     path); a controller uses its registered repositories instead."""
-    """What each plugin may have, of what its manifest asks (network, secrets, host_paths), unless a
-    repository says otherwise (`clarity repo set NAME --allow-plugin ...`). Default: storage=host_paths."""
 
     @property
     def scheme(self) -> str:
