@@ -195,7 +195,7 @@ class Reporting:
             return
         final = state not in ("queued", "running")
         tasks = self.store.list_tasks(run_id)
-        if reports_statuses(repo):
+        if reports_statuses(repo) and run.parent_run is None:  # a sub-run is reported by its parent's run
             text = description(run, tasks)
             payload: dict[str, Any] = {
                 "state": state, "context": context_of(repo, run.workflow), "description": text,

@@ -336,3 +336,24 @@ def test_two_controllers_on_one_database_send_each_state_once(make_api: Callable
     finally:
         world.sender.stop()
         other.stop()
+
+
+def test_a_sub_run_sends_no_status_of_its_own(world: World) -> None:
+    """A `type: workflow` task's sub-run is part of its parent's run: only the parent reports. Its
+    own status would land on the sub-workflow's context (here overwriting release's skipped one)."""
+    (world.src / ".clarity" / "ci.yaml").write_text(
+        "workflow:\n  name: ci\n  triggers:\n    - {type: push, branches: [main]}\n"
+        "  tasks:\n    - {name: release, type: workflow, workflow: release.yaml}\n")
+    sha, [run_id] = world.push("compose release")
+    world.send()
+    assert world.run_task() == "build"  # the sub-run's tasks, leased like any
+    assert world.run_task() == "test"
+    services = world.api.services
+    [sub] = services.store.sub_runs(run_id)
+    assert services.store.get_run(sub.id).state == "succeeded"
+    assert services.store.get_run(run_id).state == "succeeded"
+    world.send()
+    assert world.forge.states("github", sha, "clarity/ci") == ["pending", "success"]
+    assert world.forge.states("github", sha, "clarity/release") == ["success"]
+    assert world.forge.statuses("github", sha, "clarity/release")[0].body["description"].startswith("Skipped: ")
+    assert world.api.get(f"/api/v1/runs/{sub.id}").json()["reports"] == []
