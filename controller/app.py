@@ -9,12 +9,12 @@ survives its own failures.
 from __future__ import annotations
 
 import contextlib
-import threading
 from typing import TYPE_CHECKING, AsyncIterator, Callable
 
 import structlog
 from starlette.applications import Starlette
 
+from controller.loop import Loop
 from controller.services import Services
 from controller.settings import Settings
 
@@ -28,30 +28,6 @@ RETENTION_INTERVAL_S = 3600.0  # how often stored artifacts past their retention
 SHUTDOWN_GRACE_S = 10.0
 """On stop, running tasks of the built-in runner get this long; then they are stopped and run
 again when the controller is back."""
-
-
-class Loop:
-    """Call `tick` every `interval_s` seconds in a thread until stopped; a failing tick is logged
-    and the loop goes on."""
-
-    def __init__(self, name: str, interval_s: float, tick: Callable[[], object]) -> None:
-        self.name, self.interval_s, self.tick = name, interval_s, tick
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.tick()
-            except Exception:
-                log.exception("loop tick failed", loop=self.name)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
 
 
 def create_app(settings: Settings, *, builtin_runner: bool = False) -> Starlette:

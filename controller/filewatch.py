@@ -18,7 +18,6 @@ starts one run, whichever controller sees it first.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Callable, Iterator
 
 import structlog
 
+from controller.loop import Loop
 from controller.services import Services
 from controller.starter import StartError
 from controller.store.triggers import TriggerRow, Triggers
@@ -75,23 +75,8 @@ class FileWatchLoop:
         self.roots = tuple(services.settings.watch_dirs)
         self._said: set[str] = set()
         self._seen: dict[str, set[tuple[Path, int, int]]] = {}  # trigger key -> file versions handled
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="filewatch", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            try:
-                self.tick()
-            except Exception:
-                log.exception("file watch pass failed")
+        self._loop = Loop("filewatch", self.interval_s, self.tick, failed="file watch pass failed")
+        self.start, self.stop = self._loop.start, self._loop.stop
 
     def tick(self) -> int:
         """One pass over every watched directory; the number of runs started."""

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import structlog
 
+from controller.loop import Loop
 from controller.services import Services
 from controller.starter import StartError
 from controller.store.plugin_triggers import PluginTriggerStates
@@ -104,23 +105,8 @@ class PluginTriggerLoop:
         self._slot: dict[str, float] = {}  # trigger key -> the newest slot seen here (claimed or not)
         self._missing: set[str] = set()  # trigger types no installed plugin provides (said once)
         self._pruned = float("-inf")
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="plugin-triggers", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.tick_s):
-            try:
-                self.tick()
-            except Exception:
-                log.exception("plugin trigger pass failed")
+        self._loop = Loop("plugin-triggers", self.tick_s, self.tick, failed="plugin trigger pass failed")
+        self.start, self.stop = self._loop.start, self._loop.stop
 
     def registry(self) -> Registry:
         if self._registry is not None:

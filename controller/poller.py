@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import random
 import subprocess
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
+from controller.loop import Loop
 from controller.services import Services
 from controller.starter import StartError
 from controller.store.repos import RepoRow
@@ -59,31 +59,17 @@ class Poller:
         self.services = services
         self.tick_s, self.jitter = tick_s, jitter
         self._failing: dict[int, _Failing] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="poller", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        # A random first wait: replicas started together do not fetch in step.
-        while not self._stop.wait(self.tick_s * (1 + random.uniform(0, self.jitter))):
-            try:
-                self.tick()
-            except Exception:  # listing repositories failed (database away): next tick
-                log.exception("poll round failed")
+        # Random waits: replicas started together do not fetch in step.
+        self._loop = Loop("poller", lambda: self.tick_s * (1 + random.uniform(0, self.jitter)), self.tick,
+                          failed="poll round failed")
+        self.start, self.stop = self._loop.start, self._loop.stop
 
     def tick(self, now: float | None = None) -> dict[int, PollResult | None]:
         """Poll every repository that is due; per repository id, its result (None: it failed)."""
         now = time.time() if now is None else now
         results: dict[int, PollResult | None] = {}
         for repo in self.services.repos.list():
-            if self._stop.is_set():
+            if self._loop.stopping:
                 break
             if not self.due(repo, now):
                 continue

@@ -15,13 +15,13 @@ way, a few each pass.
 
 from __future__ import annotations
 
-import threading
 import time
 from datetime import datetime, timezone
 from typing import Callable
 
 import structlog
 
+from controller.loop import Loop
 from controller.services import Services
 from controller.starter import StartError
 from controller.store.backfills import BackfillRow, Backfills
@@ -62,23 +62,8 @@ class ScheduleLoop:
         self.backfills = Backfills(services.store.engine)
         self._refreshed: dict[int, float] = {}  # repo id -> when its triggers were last read
         self._bad: set[str] = set()  # triggers whose schedule cannot be used (said once)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="schedules", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.tick_s):
-            try:
-                self.tick()
-            except Exception:
-                log.exception("schedule pass failed")
+        self._loop = Loop("schedules", self.tick_s, self.tick, failed="schedule pass failed")
+        self.start, self.stop = self._loop.start, self._loop.stop
 
     # -- triggers --------------------------------------------------------------------------
 
