@@ -13,7 +13,7 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from controller import __version__
 from controller.errors import UserError
@@ -359,10 +359,26 @@ def _remote_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-key", metavar="KEY", help="API key (default: CLARITY_API_KEY, or the key `clarity up` saved)")
 
 
+class CommandParser(argparse.ArgumentParser):
+    """The parser of one command (`clarity run`, `clarity repo`, ...) and of its own subcommands.
+
+    argparse parses a subcommand with `parse_known_args` and hands what it does not know up to the
+    top parser, which reports it under `usage: clarity [-h] [--version] COMMAND ...`: no help at all
+    for `clarity run --bogus`. This parser reports it itself, with its own usage line, exit 2, as it
+    already does for a bad value."""
+
+    def parse_known_args(self, args: Iterable[str] | None = None,
+                         namespace: Any = None) -> tuple[Any, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="clarity", description="Git-native CI: run the workflows in .clarity/*.yaml.")
     p.add_argument("--version", action="version", version=f"clarity {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=CommandParser)
     sub.required = True
 
     run = sub.add_parser("run", help="run the repository's workflows at HEAD, each task in a container")
@@ -377,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dirty", action="store_true", help="run the working tree as it is, not the committed HEAD")
     run.add_argument("--parallel", type=int, default=None, metavar="N", help="tasks running at once (default: CLARITY_PARALLEL, or the number of cores but at least 4: tasks mostly wait on containers)")
     run.add_argument("--backend", default=os.environ.get("CLARITY_BACKEND", "docker"), choices=["docker", "fake"],
-                     help="docker (default), or fake: host processes, no isolation, for testing")
+                     help=argparse.SUPPRESS)  # fake: host processes, no isolation; for Clarity's own tests
     run.set_defaults(func=_cmd_run)
 
     lint = sub.add_parser("lint", help="check workflow files: every error and warning, with positions")

@@ -1,6 +1,7 @@
 """The `clarity` commands of the controller service: `up`, `controller`, `apikey`, and the ones that
 manage a running controller through its API (`repo`, `trigger`, `cancel`, `rerun`, `runner-token`,
-`runners`). `clarity runner` (the agent) is `runner.main`, dispatched before any of this loads."""
+`runners`). `clarity runner` (the agent) is `runner.main`, dispatched before any of this loads: it is
+listed here for `clarity --help` only."""
 
 from __future__ import annotations
 
@@ -83,6 +84,12 @@ def _serve(args: argparse.Namespace, builtin_runner: bool) -> int:
     return 0
 
 
+def _cmd_runner(args: argparse.Namespace) -> int:
+    from runner.main import main
+
+    return main(args.args)
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
     return _serve(args, builtin_runner=True)
 
@@ -124,14 +131,18 @@ def _cmd_apikey(args: argparse.Namespace) -> int:
     return 0
 
 
+def _base_url(args: argparse.Namespace) -> str:
+    """--controller, CLARITY_CONTROLLER, the one the last `clarity up` on this machine saved, or the default."""
+    saved = Settings.from_env().home / URL_FILE
+    url: str = (args.controller or os.environ.get("CLARITY_CONTROLLER")
+                or (saved.read_text().strip() if saved.exists() else DEFAULT_CONTROLLER))
+    return url.rstrip("/")
+
+
 def _client(args: argparse.Namespace) -> Client:
     from controller.client import Client, find_key
 
-    settings = Settings.from_env()
-    saved = settings.home / URL_FILE
-    url = (args.controller or os.environ.get("CLARITY_CONTROLLER")
-           or (saved.read_text().strip() if saved.exists() else DEFAULT_CONTROLLER))
-    return Client(url, find_key(settings.home, args.api_key))
+    return Client(_base_url(args), find_key(Settings.from_env().home, args.api_key))
 
 
 def remote_call(args: argparse.Namespace, method: str, path: str, body: Any = None,
@@ -356,6 +367,36 @@ def _cmd_repo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_json(value: Any) -> None:
+    """--json: the API's answer as it is, for scripts."""
+    print(json.dumps(value, indent=2))
+
+
+def _run_line(args: argparse.Namespace, run: dict[str, Any], why: str) -> str:
+    """One run a command started, in a line: its number, state, workflow, cause and address."""
+    about = f"{run['workflow']} of {run['repo']}, {why}" if run.get("workflow") else why
+    return f"run {run['id']} {run.get('state') or 'started'} ({about}): {_base_url(args)}/api/v1/runs/{run['id']}"
+
+
+def _print_started(args: argparse.Namespace, answer: dict[str, Any], why: str) -> None:
+    """The runs a trigger or an event started (a line each), then why the other workflows did not run.
+    The answer holds only run numbers: each run is read for its workflow, or shown by number alone
+    when it cannot be (the runs have started: that is no reason to fail the command)."""
+    from controller.client import ClientError
+
+    client = _client(args)
+    for run_id in answer.get("runs") or ():
+        try:
+            run = client.call("GET", f"/api/v1/runs/{run_id}")
+        except ClientError:
+            run = {"id": run_id}
+        print(_run_line(args, run, why))
+    for where, reason in (answer.get("skipped") or {}).items():
+        print(f"not run: {where}: {reason}")
+    if not answer.get("runs") and not answer.get("message"):
+        print("no run started")
+
+
 def _cmd_trigger(args: argparse.Namespace) -> int:
     from controller.cli import _parse_pairs
 
@@ -363,7 +404,10 @@ def _cmd_trigger(args: argparse.Namespace) -> int:
     if args.workflow:
         body["workflow"] = args.workflow
     result = _call(args, "POST", _repo_path(args.repo) + "/trigger", body)
-    print(json.dumps(result, indent=2))
+    if args.json:
+        _print_json(result)
+    else:
+        _print_started(args, result, f"manual, at {args.ref}")
     return 0
 
 
@@ -385,7 +429,10 @@ def _cmd_event(args: argparse.Namespace) -> int:
     if args.repo:
         _repo_path(args.repo)  # the same check of the name as elsewhere
     result = _call(args, "POST", "/api/v1/events/" + quote(args.name, safe=""), payload, params)
-    print(json.dumps(result, indent=2))
+    if args.json:
+        _print_json(result)
+    else:
+        _print_started(args, result, f"event {args.name}")
     if not result.get("runs") and result.get("message"):
         print(f"clarity: {result['message']}", file=sys.stderr)
     return 0
@@ -398,8 +445,11 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _cmd_rerun(args: argparse.Namespace) -> int:
-    result = _call(args, "POST", f"/api/v1/runs/{args.run}/rerun", {"failed_only": args.failed})
-    print(json.dumps(result, indent=2))
+    run = _call(args, "POST", f"/api/v1/runs/{args.run}/rerun", {"failed_only": args.failed})
+    if args.json:
+        _print_json(run)
+    else:
+        print(_run_line(args, run, f"re-run of run {args.run}" + (", failed tasks only" if args.failed else "")))
     return 0
 
 
@@ -501,11 +551,18 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
         if args.trigger is not None:
             body["trigger"] = args.trigger
         made = _call(args, "POST", "/api/v1/backfills", body)
+        if args.json:
+            _print_json(made)
+            return 0
         print(f"backfill {made['id']}: {made['ticks']} tick(s) of {args.workflow} from {args.start} to {args.end}, "
               f"fired a few at a time (clarity backfill show {made['id']})")
         return 0
     if args.action == "list":
-        rows = _call(args, "GET", "/api/v1/backfills")["backfills"]
+        listing = _call(args, "GET", "/api/v1/backfills")
+        if args.json:
+            _print_json(listing)
+            return 0
+        rows = listing["backfills"]
         print(f"{'ID':>4}  {'STATE':<9}  {'FIRED':>5}  WORKFLOW")
         for b in rows:
             print(f"{b['id']:>4}  {b['state']:<9}  {b['fired']:>5}  {b['workflow_file']}")
@@ -513,11 +570,39 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     if not args.repo or not args.repo.isdigit():
         raise _user_error(f"backfill {args.action} needs the backfill's ID (see `clarity backfill list`)")
     if args.action == "show":
-        print(json.dumps(_call(args, "GET", f"/api/v1/backfills/{args.repo}"), indent=2))
+        shown = _call(args, "GET", f"/api/v1/backfills/{args.repo}")
+        if args.json:
+            _print_json(shown)
+        else:
+            _show_backfill(shown)
         return 0
     moved = _call(args, "POST", f"/api/v1/backfills/{args.repo}/{args.action}")
-    print(f"backfill {moved['id']}: {moved['state']}")
+    if args.json:
+        _print_json(moved)
+    else:
+        print(f"backfill {moved['id']}: {moved['state']}")
     return 0
+
+
+def _utc(epoch: float) -> str:
+    """An instant as the ISO 8601 UTC text `backfill start --from/--to` take (whole seconds)."""
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(round(epoch), timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _show_backfill(b: dict[str, Any]) -> None:
+    """A backfill as `backfill show` prints it: the times as `backfill start` takes them, not epochs."""
+    print(f"backfill {b['id']}: {b['state']}, {b['fired']} run(s) fired")
+    print(f"  workflow   {b['workflow_file']}")
+    print(f"  window     {_utc(b['from'])} to {_utc(b['to'])}")
+    if b["state"] in ("running", "paused"):
+        print(f"  reached    {_utc(b['cursor'])}")
+    print(f"  started    {_utc(b['created_at'])}" + (f" by {b['created_by']}" if b.get("created_by") else ""))
+
+
+def _json_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the API's answer as JSON (for scripts)")
 
 
 def _remote(p: argparse.ArgumentParser) -> None:
@@ -532,6 +617,12 @@ def add_commands(sub: Any) -> None:
         p.add_argument("--host", help="address to listen on (default: CLARITY_HOST or 127.0.0.1)")
         p.add_argument("--port", type=int, help="port (default: CLARITY_PORT or 8080)")
         p.set_defaults(func=func)
+
+    # `clarity runner ...` is dispatched to runner.main before this parser is built: listed here for --help
+    runner = sub.add_parser("runner", add_help=False, help="a runner agent: runs a controller's tasks in this "
+                            "machine's Docker (clarity runner --help)")
+    runner.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    runner.set_defaults(func=_cmd_runner)
 
     key = sub.add_parser("apikey", help="API keys (works on the database directly: bootstraps the first key)")
     key.add_argument("action", choices=["create", "list", "revoke"])
@@ -608,6 +699,7 @@ def add_commands(sub: Any) -> None:
     trig.add_argument("--ref", default="main")
     trig.add_argument("--workflow", metavar="FILE")
     trig.add_argument("--input", action="append", default=[], metavar="K=V")
+    _json_option(trig)
     _remote(trig)
     trig.set_defaults(func=_cmd_trigger)
 
@@ -619,6 +711,7 @@ def add_commands(sub: Any) -> None:
     given.add_argument("--payload", metavar="JSON", help="a JSON object, read by the runs as ${trigger.payload.KEY}")
     given.add_argument("--payload-file", metavar="FILE", help="the payload from a file ('-': stdin)")
     event.add_argument("--repo", metavar="REPO", help="only the workflows of this repository (default: every one)")
+    _json_option(event)
     _remote(event)
     event.set_defaults(func=_cmd_event)
 
@@ -663,11 +756,14 @@ def add_commands(sub: Any) -> None:
     backfill.add_argument("--from", dest="start", metavar="TIME", help="first instant, ISO 8601 (UTC without a zone)")
     backfill.add_argument("--to", dest="end", metavar="TIME", help="last instant, not in the future")
     backfill.add_argument("--trigger", type=int, metavar="N", help="which schedule of the file (default the first)")
+    _json_option(backfill)
     _remote(backfill)
     backfill.set_defaults(func=_cmd_backfill)
 
     rerun = sub.add_parser("rerun", help="run a run again on the same commit (--failed: only what failed)")
     rerun.add_argument("run", type=int, metavar="RUN")
-    rerun.add_argument("--failed", action="store_true")
+    rerun.add_argument("--failed", action="store_true", help="only the tasks that failed, errored, timed out or "
+                       "were canceled, and the tasks that need them")
+    _json_option(rerun)
     _remote(rerun)
     rerun.set_defaults(func=_cmd_rerun)

@@ -344,7 +344,7 @@ def test_clarity_event_send(controller: Controller, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
     def send(*extra: str, stdin: str = "") -> dict[str, Any]:
-        done = controller.clarity("event", "send", "deploy-requested", *extra, stdin=stdin)
+        done = controller.clarity("event", "send", "deploy-requested", "--json", *extra, stdin=stdin)
         assert done.returncode == 0, done.stdout + done.stderr
         return dict(json.loads(done.stdout))
 
@@ -360,7 +360,7 @@ def test_clarity_event_send(controller: Controller, tmp_path: Path) -> None:
                 for r in [*first, *second["runs"], *third["runs"]]]
     assert versions == ["1.0", "2.0", "3.0"]
 
-    nobody = controller.clarity("event", "send", "nobody-listens")
+    nobody = controller.clarity("event", "send", "nobody-listens", "--json")
     assert nobody.returncode == 0 and json.loads(nobody.stdout)["runs"] == []
     assert "no workflow listens to the event 'nobody-listens'" in nobody.stderr
     bad = controller.clarity("event", "send", "deploy-requested", "--payload", "[1]")
