@@ -174,7 +174,8 @@ class Bench:
         self.home = tmp / "home"
         self.home.mkdir()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CLARITY_")}
-        self.env.update(CLARITY_HOME=str(self.home), CLARITY_PULL="never", PYTHONPATH=str(ROOT))
+        self.env.update(CLARITY_HOME=str(self.home), CLARITY_PULL="never", PYTHONPATH=str(ROOT),
+                        CLARITY_RATE_LIMIT="0")
         self.runner_env = {**self.env, "CLARITY_RUNNER_TIMINGS": "1"}  # one log line per task: its phases
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

@@ -125,7 +125,8 @@ class Controller:
     def __init__(self, home: Path, database_url: str | None) -> None:
         self.home, self.port = home, free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "CLARITY_HOME": str(home), "CLARITY_LOG_FORMAT": "json"}
+        self.env = {**os.environ, "CLARITY_HOME": str(home), "CLARITY_LOG_FORMAT": "json",
+                    "CLARITY_RATE_LIMIT": "0"}  # measured: the controller's own speed, not its limit
         self.env.pop("CLARITY_CONFIG", None)
         if database_url:
             self.env["CLARITY_DATABASE_URL"] = database_url

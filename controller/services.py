@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from controller.engine import Scheduler
 from controller.events import Events
+from controller.ratelimit import RateLimiter
 from controller.report import Reporting
 from controller.settings import Settings
 from controller.starter import Starter
@@ -32,6 +33,7 @@ class Services:
     outbox: Outbox
     reporting: Reporting
     events: Events = field(init=False)  # event triggers: runs started when runs finish
+    limiter: RateLimiter = field(init=False)  # the API's rate limit (per key, per address)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -50,6 +52,7 @@ class Services:
                                        storage_root=str(settings.storage_root) if settings.storage_root else None), runners=runners,
                        outbox=outbox, reporting=reporting)
         services.events = Events(store, repos, services.starter)
+        services.limiter = RateLimiter(settings.rate_limit)
         scheduler.sources_for = services.run_sources  # `type: workflow` tasks read their sub-workflows here
         scheduler.on_state.append(services.events.run_finished)
         return services

@@ -182,6 +182,9 @@ class Settings:
     """Serve HTTPS with this certificate (PEM, chain included); needs `tls_key_file`."""
     tls_key_file: Path | None = None
     """The private key (PEM) of `tls_cert_file`."""
+    rate_limit: int = 1200
+    """API requests a minute per API key (and per client address with a missing or bad key, and per
+    webhook key); 0: no limit. Counted by each controller process on its own."""
     storage_root: Path | None = None
     """Where `storage` tasks write (file system destinations), on the runners' machines (default HOME/storage)."""
     plugin_permissions: Mapping[str, frozenset[str]] = field(
@@ -257,6 +260,7 @@ class Settings:
             public_url=get("public_url", _url, ""),
             tls_cert_file=get("tls_cert_file", _file, None),
             tls_key_file=get("tls_key_file", _file, None),
+            rate_limit=get("rate_limit", _count(0), 1200),
             storage_root=get("storage_root", _dir, home / "storage"),
             plugin_permissions=get("plugin_permissions", _permissions, {"storage": frozenset({"host_paths"})}),
             repositories=get("repositories", parse_repositories, {}),

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from controller.ratelimit import RateLimited
 from controller.starter import StartError
 from controller.store.repos import Conflict
 from controller.triggers.manual import InputError
@@ -91,6 +92,11 @@ def _mapped(status: int, code: str) -> Callable[[Request, Exception], Response]:
     return handle
 
 
+def _rate_limited(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RateLimited)
+    return error_response(429, "too_many_requests", str(exc), {"Retry-After": str(exc.wait_s)})
+
+
 def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("unexpected error", method=request.method, path=request.url.path, exc_info=exc)
     return error_response(500, "internal", "internal error: the controller's log has the details")
@@ -100,6 +106,7 @@ def exception_handlers() -> dict[Any, Callable[[Request, Exception], Response]]:
     """For `Starlette(exception_handlers=...)`. A class is matched by its MRO: the most specific wins."""
     return {
         ApiError: _api_error,
+        RateLimited: _rate_limited,
         HTTPException: _http,
         LookupError: _mapped(404, "not_found"),  # includes store.runs.NotFound
         KeyError: _unexpected,  # a LookupError too, but a bug, not a missing resource

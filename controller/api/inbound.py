@@ -178,7 +178,10 @@ def routes(services: Services) -> list[BaseRoute]:
             shown = prefix_of(presented) if presented.startswith(KEY_PREFIX) else None
             client = call.request.client.host if call.request.client is not None else None
             log.warning("webhook refused", path=path, reason=why, key=shown, client=client)
+            address = client or "unknown"  # guessing keys is as slow as guessing API keys
+            services.limiter.hit(f"address:{address}", f"the address {address}, without a valid key,")
             return not_found(path)
+        services.limiter.hit(f"webhook-key:{key.prefix}", f"webhook key {key.prefix}…")
         payload = parse_object(call.raw)
         repo = services.repos.get_id(key.repo_id)
         if not repo.enabled:

@@ -56,6 +56,8 @@ def _operation(path: str, method: str, route: Route) -> dict[str, Any]:
         op["security"] = []
     else:
         op["responses"].setdefault("401", {"description": "No API key, or a bad one"})
+        op["responses"].setdefault("429", {"description": "More requests than the setting rate_limit allows in a "
+                                                          "minute: try again after Retry-After seconds"})
         if method != "GET":
             op["responses"].setdefault("403", {"description": "A read-only API key"})
     return op

@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from controller.api.auth import authenticate
 from controller.api.body import Fields, Upload, parse_object, read_body
+from controller.api.errors import Unauthorized
 from controller.services import Services
 from controller.store.repos import ApiKey
 
@@ -73,7 +74,7 @@ class ApiRoute(Route):
         async def endpoint(request: Request) -> Response:
             if before is not None:
                 before(request)
-            key = None if public else await run_in_threadpool(authenticate, services.keys, request)
+            key = None if public else await run_in_threadpool(_authenticate, services, request)
             if upload is not None:  # streamed by the handler, after it has checked who is sending
                 return await run_in_threadpool(handler, Call(request, services, key, {}, upload=Upload(request, upload)))
             if raw_body:  # not JSON: handed over as bytes, within the same limit
@@ -83,6 +84,19 @@ class ApiRoute(Route):
 
         endpoint.__doc__ = handler.__doc__
         super().__init__(path, endpoint, methods=[method], name=handler.__name__)
+
+
+def _authenticate(services: Services, request: Request) -> ApiKey:
+    """The request's API key (`authenticate`), counted against the rate limit: per key, or per client
+    address when the key is missing or bad."""
+    try:
+        key = authenticate(services.keys, request)
+    except Unauthorized:
+        address = request.client.host if request.client is not None else "unknown"
+        services.limiter.hit(f"address:{address}", f"the address {address}, without a valid API key,")
+        raise
+    services.limiter.hit(f"key:{key.id}", f"API key '{key.name}'")
+    return key
 
 
 def reply(content: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
