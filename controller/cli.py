@@ -131,6 +131,7 @@ def _cmd_lint(args: argparse.Namespace) -> int:
             warnings += d.severity == "warning"
     if not results:
         raise UserError("no workflow files found (looked for .clarity/*.yaml)")
+    sys.stdout.flush()  # the diagnostics above it first, on a terminal too
     print(f"{len(results)} file(s) checked: {errors} error(s), {warnings} warning(s)", file=sys.stderr)
     return EXIT_FAILED if errors else EXIT_OK
 

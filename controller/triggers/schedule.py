@@ -40,6 +40,7 @@ purpose. The work done by `due` does not grow with the length of an outage.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 import zoneinfo
@@ -75,12 +76,29 @@ _RANDOM = re.compile(r"[hr](\(\d+-\d+\))?(/\d+)?", re.ASCII | re.IGNORECASE)  # 
 class ScheduleError(ValueError):
     """A schedule trigger that cannot be used: bad cron, unknown time zone, bad catchup.
 
-    `key` names the config key at fault ("cron", "timezone" or "catchup"), for a linter's position.
+    `key` names the config key at fault ("cron", "timezone" or "catchup"), for a linter's position;
+    `offset`, where in that value (the field of a cron expression) when known; `hint`, how to fix it.
     """
 
-    def __init__(self, message: str, key: str = "cron") -> None:
+    def __init__(self, message: str, key: str = "cron", *, offset: int | None = None, hint: str | None = None) -> None:
         super().__init__(message)
         self.key = key
+        self.offset = offset
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    low: int
+    high: int
+    also: str = ""  # what else the field takes, for the hint
+
+
+_FIELDS = (_Field("minute", 0, 59), _Field("hour", 0, 23), _Field("day of month", 1, 31),
+           _Field("month", 1, 12, ", or jan-dec"), _Field("day of week", 0, 7, " (0 and 7 are Sunday), or sun-sat"))
+_ORDINALS = ("first", "second", "third", "fourth", "fifth")
+_NUMERIC = re.compile(r"(?:\*|(\d+)(?:-(\d+))?)(?:/(\d+))?", re.ASCII)  # *, N, N-M, each with /STEP
 
 
 @dataclass(frozen=True)
@@ -113,10 +131,11 @@ class Schedule:
         if self.catchup not in CATCHUP:
             raise ScheduleError(f"catchup must be none, latest or all, not {self.catchup!r}", "catchup")
         fields = _fields(self.cron)
+        _check_ranges(self.cron)
         try:
             (minutes, hours, *_), _ = croniter.expand(" ".join(fields))
         except CroniterError as exc:
-            raise ScheduleError(f"invalid cron expression {self.cron!r}: {_message(exc)}") from None
+            raise _field_error(self.cron, exc) from None
         set_ = object.__setattr__
         set_(self, "_zone", _zone(self.timezone))
         set_(self, "_days", "0 0 " + " ".join(fields[2:]))
@@ -126,7 +145,8 @@ class Schedule:
             croniter(self._days, datetime(2000, 1, 1)).get_next(datetime)
         except CroniterBadDateError:
             raise ScheduleError(f"cron expression {self.cron!r} never matches: no such date "
-                                "(day-of-month not in any of the months?)") from None
+                                "(day-of-month not in any of the months?)", offset=_offset(self.cron, 2),
+                                hint="February has at most 29 days; April, June, September and November 30") from None
 
     # -- instants ---------------------------------------------------------------------------
 
@@ -279,23 +299,82 @@ def _fields(cron: str) -> list[str]:
         if alias not in ALIASES:
             raise ScheduleError(f"unknown cron alias {cron!r}: use {', '.join(ALIASES)} or five fields ({FIELDS})")
         return ALIASES[alias].split()
-    fields = _FIELD.findall(cron)
+    found = list(_FIELD.finditer(cron))
+    fields = [m.group() for m in found]
     if len(fields) != 5:
+        extra = len(fields) > 5
+        hint = (f"a sixth field is seconds or a year, which a schedule does not take: write the five fields "
+                f"{FIELDS}" if extra else
+                f"write all five fields, {FIELDS}: '0 * * * *' is every hour, '30 2 * * 1-5' 02:30 on weekdays")
         raise ScheduleError(f"cron expression {cron!r} has {len(fields)} field{'s' * (len(fields) != 1)}; "
-                            f"expected five ({FIELDS}): no seconds or years")
-    for part in (p for f in fields for p in f.split(",")):
+                            f"expected five ({FIELDS}): no seconds or years",
+                            offset=found[5].start() if extra else None, hint=hint)
+    for _spec, part, at in _parts(cron):
         if _RANDOM.fullmatch(part):
             raise ScheduleError(f"cron expression {cron!r}: random or hashed values ({part!r}) are not "
-                                "supported; write the minute, hour, ... explicitly")
+                                "supported; write the minute, hour, ... explicitly", offset=at,
+                                hint="a schedule names the same instants on every controller: e.g. '17 * * * *'")
     return fields
+
+
+def _parts(cron: str) -> Iterator[tuple[_Field, str, int]]:
+    """(field, a comma-separated part of it, the part's offset in `cron`) of the five cron fields."""
+    for spec, match in zip(_FIELDS, _FIELD.finditer(cron)):
+        at = match.start()
+        for part in match.group().split(","):
+            yield spec, part, at
+            at += len(part) + 1
+
+
+def _offset(cron: str, index: int) -> int | None:
+    """Where field `index` of `cron` starts (None for an alias)."""
+    found = list(_FIELD.finditer(cron))
+    return found[index].start() if len(found) == 5 else None
+
+
+def _field_hint(spec: _Field) -> str:
+    index = _FIELDS.index(spec)
+    return (f"the {_ORDINALS[index]} field is the {spec.name}: {spec.low}-{spec.high}{spec.also}, or a list "
+            f"(1,15), range (1-5) or step (*/15) of those; the five fields: {FIELDS}")
+
+
+def _check_ranges(cron: str) -> None:
+    """Each number of a field within its range, and steps of at least 1: named, with its place
+    (croniter only says "out of range" of the whole expression)."""
+    for spec, part, at in _parts(cron):
+        match = _NUMERIC.fullmatch(part)
+        if match is None:
+            continue  # names, L, #: croniter judges them (_field_error)
+        for group in (1, 2):
+            if match.group(group) is not None and not spec.low <= int(match.group(group)) <= spec.high:
+                raise ScheduleError(f"invalid cron expression {cron!r}: {spec.name} {int(match.group(group))} is "
+                                    f"out of range ({spec.low}-{spec.high})", offset=at + match.start(group),
+                                    hint=_field_hint(spec))
+        if match.group(3) is not None and int(match.group(3)) == 0:
+            raise ScheduleError(f"invalid cron expression {cron!r}: a step of 0 in the {spec.name} field",
+                                offset=at + match.start(3), hint="a step is at least 1: */15 is every 15th")
+
+
+def _field_error(cron: str, exc: CroniterError) -> ScheduleError:
+    """croniter's error, said of the field it is about: the first that croniter rejects alone."""
+    for spec, match in zip(_FIELDS, _FIELD.finditer(cron)):
+        alone = ["*"] * 5
+        alone[_FIELDS.index(spec)] = match.group()
+        try:
+            croniter.expand(" ".join(alone))
+        except CroniterError:
+            return ScheduleError(f"invalid cron expression {cron!r}: {spec.name} field {match.group()!r} is not "
+                                 "valid", offset=match.start(), hint=_field_hint(spec))
+    return ScheduleError(f"invalid cron expression {cron!r}: {_message(exc)}")
 
 
 def _zone(name: str) -> zoneinfo.ZoneInfo:
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe" is a directory
+        close = difflib.get_close_matches(name, zoneinfo.available_timezones(), n=1, cutoff=0.8)
         raise ScheduleError(f"unknown time zone {name!r}: use an IANA name such as UTC or Europe/Berlin",
-                            "timezone") from None
+                            "timezone", hint=f"did you mean '{close[0]}'?" if close else None) from None
 
 
 def _days(days: croniter, *, forward: bool) -> Iterator[datetime]:

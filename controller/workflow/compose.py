@@ -37,7 +37,7 @@ from . import expr
 from .diagnostics import Diagnostic, Pos, error
 from .load import JsonPath, Located
 from .model import Task, Workflow, env_value
-from .sources import WORKFLOW_DIR, FileRef, Loaded, SourceError, Sources
+from .sources import WORKFLOW_DIR, FileRef, Loaded, SourceError, Sources, read_hint
 
 MAX_DEPTH = 5  # sub-runs inside sub-runs; the next one is not started
 
@@ -220,7 +220,7 @@ class _Lint:
     def __init__(self, doc: Located, sources: Sources | None, loaded: Loaded | None) -> None:
         self.doc, self.sources, self.loaded = doc, sources, loaded
         self.root = root_key(doc.file, loaded)
-        self.read_cache: dict[Key, Loaded | None] = {}
+        self.read_cache: dict[Key, Loaded | SourceError] = {}
         self.model_cache: dict[Key, Workflow | None] = {}
         self.clean: set[Key] = set()  # explored: no recursion below
 
@@ -270,12 +270,12 @@ class _Lint:
         if key not in self.read_cache:
             try:
                 self.read_cache[key] = self.sources.read(ref, relative_to=relative_to)
-            except SourceError:
-                self.read_cache[key] = None
+            except SourceError as exc:
+                self.read_cache[key] = exc
                 raise
         found = self.read_cache[key]
-        if found is None:
-            raise SourceError(f"cannot read {shown(key)}")
+        if isinstance(found, SourceError):
+            raise found  # the same words (and hint) each time it is asked for
         return found
 
     def _model(self, key: Key, loaded: Loaded) -> tuple[Workflow | None, list[Diagnostic]]:
@@ -289,7 +289,7 @@ class _Lint:
         try:
             loaded = self._read(ref, target, self.loaded)
         except SourceError as exc:
-            yield error(at, f"task '{name}': cannot read the workflow {ref.shown()}: {exc}")
+            yield error(at, f"task '{name}': cannot read the workflow {ref.shown()}: {exc}", read_hint(ref, exc))
             return
         sub, diags = self._model(target, loaded)
         if sub is None:

@@ -48,8 +48,9 @@ class Ref:
         return self.parts[0] if self.root == "tasks" else None
 
 
-def _scan(text: str) -> Iterator[tuple[int, int, Ref | None]]:
-    """Yield (start, end, ref) for each expression, ref None for a `$${` escape."""
+def _tokens(text: str) -> Iterator[tuple[int, int, Ref | ExprError | None]]:
+    """Yield (start, end, token) for each expression: a Ref, an ExprError for a malformed one
+    (scanning goes on after its `}`: one mistake hides nothing else), None for a `$${` escape."""
     i = 0
     while (j := text.find("${", i)) != -1:
         if j > 0 and text[j - 1] == "$":
@@ -66,14 +67,34 @@ def _scan(text: str) -> Iterator[tuple[int, int, Ref | None]]:
         elif _ROOT_DOT.match(content):  # meant as ours, but not well formed
             shown = text[j:k + 1] if k != -1 else text[j:j + 40]
             reason = "unterminated expression" if k == -1 else "malformed expression"
-            raise ExprError(f"{reason} {shown!r}: expected ${{root.name}} with parts of letters, digits, '_', '-'", j)
+            yield j, len(text) if k == -1 else k + 1, ExprError(
+                f"{reason} {shown!r}: expected ${{root.name}} with parts of letters, digits, '_', '-'", j)
+            if k == -1:
+                return
+            i = k + 1
         else:
             i = j + 2
+
+
+def _scan(text: str) -> Iterator[tuple[int, int, Ref | None]]:
+    """Yield (start, end, ref) for each expression, ref None for a `$${` escape; raise the first
+    ExprError."""
+    for start, end, token in _tokens(text):
+        if isinstance(token, ExprError):
+            raise token
+        yield start, end, token
 
 
 def find(text: str) -> list[Ref]:
     """All expressions in `text`, in order. Raises ExprError for a malformed one."""
     return [ref for _, _, ref in _scan(text) if ref is not None]
+
+
+def find_all(text: str) -> tuple[list[Ref], list[ExprError]]:
+    """The well-formed expressions of `text` and the malformed ones, each in order (for lint,
+    which reports them all)."""
+    tokens = [token for _, _, token in _tokens(text) if token is not None]
+    return [t for t in tokens if isinstance(t, Ref)], [t for t in tokens if isinstance(t, ExprError)]
 
 
 def render(text: str, lookup: Callable[[Ref], str]) -> str:
@@ -86,6 +107,16 @@ def render(text: str, lookup: Callable[[Ref], str]) -> str:
         i = end
     out.append(text[i:])
     return "".join(out)
+
+
+def malformed_hint(error: ExprError) -> str:
+    """How to write what a malformed expression seems to mean."""
+    if "|" in error.message or "(" in error.message:
+        return ("an expression only names a value: no filters, operators or calls; change the value in the "
+                "command instead (e.g. \"$(echo \"$X\" | tr a-z A-Z)\")")
+    if error.message.startswith("unterminated"):
+        return "close it with '}'; a literal ${ is written $${"
+    return "e.g. ${git.sha} or ${tasks.build.outputs.file}; a literal ${ is written $${"
 
 
 def problem(ref: Ref) -> str | None:
@@ -122,8 +153,6 @@ def references_tasks(value: Any) -> set[str]:
     """Names of the tasks referenced by `${tasks.NAME...}` anywhere in `value`."""
     names: set[str] = set()
     for _, text in strings(value):
-        try:
-            names.update(ref.parts[0] for ref in find(text) if ref.root == "tasks")
-        except ExprError:
-            continue  # lint reports it; a dependency is not made of a broken expression
+        refs, _malformed = find_all(text)  # lint reports those; a dependency is not made of them
+        names.update(ref.parts[0] for ref in refs if ref.root == "tasks")
     return names

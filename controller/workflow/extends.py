@@ -28,7 +28,7 @@ import yaml
 
 from .diagnostics import Diagnostic, Pos, error
 from .load import JsonPath, Located, load
-from .sources import FileRef, Loaded, SourceError, Sources
+from .sources import FileRef, Loaded, SourceError, Sources, read_hint
 
 if TYPE_CHECKING:
     from .model import Workflow
@@ -252,7 +252,7 @@ def resolve(doc: Located, sources: Sources | None, loaded: Loaded | None = None)
         try:
             base_loaded = sources.read(ref, relative_to=here_loaded)
         except SourceError as exc:
-            return None, [error(root_pos, f"cannot read the base {ref.shown()}: {exc}{via}")]
+            return None, [error(root_pos, f"cannot read the base {ref.shown()}: {exc}{via}", read_hint(ref, exc))]
         key = _identity(base_loaded, here_doc)
         if key in seen:
             path = " -> ".join(d.file for d, _ in chain) + f" -> {base_loaded.file}"

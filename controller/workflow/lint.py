@@ -42,12 +42,10 @@ def _suggest(word: str, names: Iterable[str]) -> str | None:
     return f"did you mean '{close[0]}'?" if close else None
 
 
-def _at(doc: Located, path: JsonPath, offset: int) -> Pos:
-    """The position of character `offset` of the string at `path`, when the source allows it."""
-    pos, s = doc.pos(path), doc.scalar(path)
-    if s is None or s.style not in (None, "'", '"') or "\n" in s.text or "\\" in s.text or "''" in s.text:
-        return pos  # escapes or folding: offsets in the value are not columns in the file
-    return Pos(pos.file, pos.line, pos.col + offset + (0 if s.style is None else 1))
+def _known_task(word: str, names: Iterable[str]) -> str:
+    """A hint for a name that is no task: the closest task's name, or the names there are."""
+    listed = list(names)
+    return _suggest(word, listed) or (f"the workflow's tasks: {', '.join(listed)}" if listed else "the workflow has no task")
 
 
 def _dicts(value: Any) -> list[tuple[int, dict[str, Any]]]:
@@ -100,20 +98,19 @@ class _Checker:
                     yield error(self.doc.pos(path), f"task '{dep}' needs itself")
                 elif isinstance(dep, str) and dep not in self.index:
                     yield error(self.doc.pos(path), f"'needs' names an unknown task '{dep}'",
-                                _suggest(dep, self.index))
+                                _known_task(dep, self.index))
 
     def _expressions(self) -> Iterator[Diagnostic]:
         inputs = self._declared_inputs()
         for path, text in expr.strings(self.wf, ("workflow",)):
-            try:
-                refs = expr.find(text)
-            except expr.ExprError as exc:
-                yield error(_at(self.doc, path, exc.offset), exc.message)
-                continue
+            refs, malformed = expr.find_all(text)  # a malformed one hides nothing else of the string
+            for exc in malformed:
+                yield error(self.doc.at(path, exc.offset), exc.message, expr.malformed_hint(exc))
             for ref in refs:
-                where = _at(self.doc, path, ref.start)
+                where = self.doc.at(path, ref.start)
                 if (message := expr.problem(ref)) is not None:
-                    yield error(where, message)
+                    hint = _suggest(ref.root, expr.ROOTS) if ref.root not in expr.ROOTS else None
+                    yield error(where, message, hint)
                 elif ref.root == "tasks":
                     yield from self._task_ref(ref, path, where)
                 elif ref.root == "inputs" and inputs is not None and ref.parts[0] not in inputs:
@@ -123,7 +120,7 @@ class _Checker:
     def _task_ref(self, ref: expr.Ref, path: JsonPath, where: Pos) -> Iterator[Diagnostic]:
         target = ref.parts[0]
         if target not in self.index:
-            yield error(where, f"{ref.raw} refers to an unknown task '{target}'", _suggest(target, self.index))
+            yield error(where, f"{ref.raw} refers to an unknown task '{target}'", _known_task(target, self.index))
             return
         if path[1:2] == ("outputs",):  # the workflow's outputs: read when the run is over
             return
@@ -177,7 +174,9 @@ class _Checker:
                     except ScheduleError as exc:
                         if exc.key not in said:
                             said.add(exc.key)
-                            yield error(self.doc.pos(base + (exc.key,)), str(exc), _SCHEDULE_HINTS.get(exc.key))
+                            at = base + (exc.key,)
+                            pos = self.doc.pos(at) if exc.offset is None else self.doc.at(at, exc.offset)
+                            yield error(pos, str(exc), exc.hint or _SCHEDULE_HINTS.get(exc.key))
             path = trig.get("path")
             if trig.get("type") == "webhook" and isinstance(path, str) and path.startswith("/"):  # else: schema's
                 problem = webhook_path_problem(path)
@@ -243,13 +242,16 @@ def lint_text(text: str, file: str, task_types: TaskTypes | None = None, *, plug
     pins, pin_errors = check.strip_pins(doc)
     diags.extend(pin_errors)
     types: TaskTypes = task_types if task_types is not None else registry.task_schemas()  # type: ignore[union-attr]
-    diags.extend(validate(doc, types, registry.trigger_schemas() if registry is not None else None))
+    broken = {p.plugin for p in registry.problems} if registry is not None else set()
+    diags.extend(validate(doc, types, registry.trigger_schemas() if registry is not None else None, broken=broken))
+    if registry is not None:  # before the checks that need a valid document: all problems in one pass
+        diags.extend(check.versions(doc, pins, registry))
     diags.extend(_Checker(doc).run())
     from .compose import check as check_compose  # `type: workflow` tasks and `outputs:`
 
     diags.extend(check_compose(doc, sources, loaded))
     if registry is not None and not errors(diags):
-        diags.extend(check.check(doc, pins, registry, grants))
+        diags.extend(check.check(doc, registry, grants))
     diags = sort(diags)
     if errors(diags):
         return None, diags

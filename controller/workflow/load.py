@@ -60,6 +60,14 @@ class Located:
     def scalar(self, path: JsonPath) -> Scalar | None:
         return self.scalars.get(tuple(path))
 
+    def at(self, path: JsonPath, offset: int) -> Pos:
+        """The position of character `offset` of the string at `path`, when the source allows it
+        (else of the string): an expression inside a command, a field of a cron expression."""
+        pos, s = self.pos(path), self.scalar(path)
+        if s is None or s.style not in (None, "'", '"') or "\n" in s.text or "\\" in s.text or "''" in s.text:
+            return pos  # escapes or folding: offsets in the value are not columns in the file
+        return Pos(pos.file, pos.line, pos.col + offset + (0 if s.style is None else 1))
+
     def get(self, path: JsonPath) -> Any:
         value = self.data
         for part in path:

@@ -15,7 +15,9 @@ repository, commit and blob sha) so a run can say exactly what went into it.
 
 from __future__ import annotations
 
+import difflib
 import os
+import posixpath
 import re
 import subprocess
 from dataclasses import dataclass
@@ -28,7 +30,12 @@ WORKFLOW_DIR = ".clarity"
 
 
 class SourceError(Exception):
-    """The file cannot be read (no such repository, ref or file): a sentence for the user."""
+    """The file cannot be read (no such repository, ref or file): a sentence for the user, and
+    `hint`, how to fix it, when the reader knows more than `read_hint` does."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,55 @@ class Sources(Protocol):
         ...
 
 
+# -- hints ---------------------------------------------------------------------------------------
+
+def read_hint(ref: FileRef, exc: SourceError) -> str:
+    """How to fix a reference that cannot be read: what the reader said, or where paths are read."""
+    if exc.hint:
+        return exc.hint
+    if ref.repo is None:
+        return _WHERE
+    return (f"check that the repository {ref.repo} is known here (its URL or path, or a name registered with "
+            f"`clarity repo add`, or in the setting repositories for clarity run) and has the tag, branch or "
+            f"commit {ref.ref}")
+
+
+_WHERE = "a bare file name is read in .clarity/, a path with '/' from the repository root"
+_LISTED = 10  # at most this many names in a hint
+
+
+def _missing_hint(path: str, names: list[str] | None) -> str:
+    """For a file that is not there: where it was looked for, and the workflow files of its folder."""
+    folder = posixpath.dirname(path) or "."
+    if names is None:
+        return f"{_WHERE}; there is no folder {folder}/"
+    files = sorted(n for n in names if n.endswith((".yaml", ".yml")))
+    stems = {posixpath.splitext(n)[0]: n for n in files}  # the shared .yaml would make any two names look alike
+    close = difflib.get_close_matches(posixpath.splitext(posixpath.basename(path))[0], stems, n=1, cutoff=0.6)
+    if close:  # in the words of the workflow: a bare name for a file of .clarity/
+        name = stems[close[0]]
+        return f"did you mean {name if folder == WORKFLOW_DIR else posixpath.join(folder, name)}? ({_WHERE})"
+    if not files:
+        return f"{_WHERE}; {folder}/ holds no .yaml file"
+    if len(files) > _LISTED:
+        return f"{_WHERE}; {folder}/ holds {len(files)} .yaml files"
+    return f"{_WHERE}; the .yaml files in {folder}/: {', '.join(files)}"
+
+
+def _ref_hint(wanted: str, refs: Mapping[str, str]) -> str:
+    """For a ref that is not there: the closest tag or branch, or the ones there are."""
+    tags = sorted(r.removeprefix("refs/tags/") for r in refs if r.startswith("refs/tags/"))
+    branches = sorted(r.removeprefix("refs/heads/") for r in refs if r.startswith("refs/heads/"))
+    close = difflib.get_close_matches(wanted, tags + branches, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    shown = [f"{what}: {', '.join(names) if len(names) <= _LISTED else f'{len(names)} of them'}"
+             for what, names in (("tags", tags), ("branches", branches)) if names]
+    if not shown:
+        return "the repository has no tag and no branch"
+    return "check the tag, branch or commit; the repository's " + "; ".join(shown)
+
+
 # -- reading from git ------------------------------------------------------------------------------
 
 _FULL_SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
@@ -101,7 +157,8 @@ def _read_blob(git_dir: Path, commit: str, ref: FileRef, repo: str, *, work_tree
     blob = _git(git_dir, "rev-parse", "--verify", "--quiet", f"{commit}:{path}", work_tree=work_tree)
     if not blob or (_git(git_dir, "cat-file", "-t", blob.strip(), work_tree=work_tree) or "").strip() != "blob":
         where = f"in {ref.repo} " if ref.repo else ""
-        raise SourceError(f"no file {path} {where}at {at}")
+        names = _tree(git_dir, commit, path, work_tree)
+        raise SourceError(f"no file {path} {where}at {at}", _missing_hint(path, names))
     blob = blob.strip()
     data = _git_bytes(git_dir, blob, work_tree)
     try:
@@ -109,6 +166,14 @@ def _read_blob(git_dir: Path, commit: str, ref: FileRef, repo: str, *, work_tree
     except UnicodeDecodeError:
         raise SourceError(f"{path} at {at} is not UTF-8 text") from None
     return Loaded(ref, text, ref.shown(), repo, commit, blob)
+
+
+def _tree(git_dir: Path, commit: str, path: str, work_tree: bool) -> list[str] | None:
+    """The names in the folder of `path` at `commit` (None: no such folder)."""
+    folder = posixpath.dirname(path)
+    listing = _git(git_dir, "ls-tree", "--name-only", f"{commit}:{folder}" if folder else f"{commit}^{{tree}}",
+                   work_tree=work_tree)
+    return None if listing is None else listing.splitlines()
 
 
 def _git_bytes(git_dir: Path, blob: str, work_tree: bool) -> bytes:
@@ -171,7 +236,7 @@ class _GitSources:
         sha = _git(mirror, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}") if re.fullmatch(
             r"[0-9a-f]{4,64}", ref) else None
         if not sha:
-            raise SourceError(f"repository {name} has no tag, branch or commit '{ref}'")
+            raise SourceError(f"repository {name} has no tag, branch or commit '{ref}'", _ref_hint(ref, refs))
         return mirror, sha.strip()
 
 
@@ -215,14 +280,18 @@ class LocalSources(_GitSources):
             return name
         known = ", ".join(sorted(self.repositories)) or "none"
         raise SourceError(f"unknown repository '{name}': give its git URL or path, or name it in the setting "
-                          f"repositories (CLARITY_REPOSITORIES=\"{name}=URL\"; named now: {known})")
+                          f"repositories (CLARITY_REPOSITORIES=\"{name}=URL\"; named now: {known})",
+                          f"e.g. repo: https://git.example.com/{name}.git, or repo: ../{name.rpartition('/')[2]} "
+                          "for a clone next to this one")
 
     def _read_own(self, ref: FileRef) -> Loaded:
         path = ref.repo_path.removeprefix("./")
         if self.commit is None:
             file = self.root / path
             if not file.is_file():
-                raise SourceError(f"no file {path}")
+                folder = file.parent
+                names = sorted(f.name for f in folder.iterdir() if f.is_file()) if folder.is_dir() else None
+                raise SourceError(f"no file {path}", _missing_hint(path, names))
             try:
                 text = file.read_text(encoding="utf-8")
             except UnicodeDecodeError:
@@ -253,7 +322,8 @@ class MirrorSources(_GitSources):
         url = self.lookup(name)
         if url is None:
             raise SourceError(f"no repository '{name}' is registered on this controller "
-                              f"(clarity repo add {name} URL)")
+                              f"(clarity repo add {name} URL)",
+                              "`clarity repo list` shows the names registered; use one of them as repo")
         return url
 
     def _read_own(self, ref: FileRef) -> Loaded:

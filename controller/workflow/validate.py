@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import difflib
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any, Mapping
 
 import jsonschema
@@ -96,7 +96,22 @@ def _pattern_hint(title: str, value: Any) -> str | None:
     return None
 
 
-def _diagnose(e: ValidationError, doc: Located) -> Iterator[Diagnostic]:
+def _type_hint(kind: str, value: Any, known: Any, broken: Collection[str]) -> str:
+    """How to get a task or trigger type that is not known: it is a slip of the pen, or a plugin's."""
+    close = _suggest(str(value), known)
+    if close is not None:
+        return close
+    if value in broken:
+        return f"plugin '{value}' is installed but could not be loaded: `clarity plugins list` says why"
+    hint = (f"{kind}s other than the built-in ones come from plugins: install the package that provides "
+            f"'{value}' in Clarity's Python environment (pip install PACKAGE), then check that "
+            "`clarity plugins list` shows it")
+    if broken:
+        hint += f"; plugins that could not be loaded: {', '.join(sorted(broken))}"
+    return hint
+
+
+def _diagnose(e: ValidationError, doc: Located, broken: Collection[str] = ()) -> Iterator[Diagnostic]:
     path: JsonPath = tuple(e.absolute_path)
     kind, value = e.validator, e.instance
     # the item's own name/type would only repeat the value being reported
@@ -116,10 +131,11 @@ def _diagnose(e: ValidationError, doc: Located) -> Iterator[Diagnostic]:
     elif kind == "enum":
         choices = ", ".join(str(c) for c in e.validator_value)
         what = _key(path)
+        hint = _suggest(str(value), e.validator_value)
         if what == "type" and len(path) > 1 and path[1] in ("tasks", "triggers"):
             what = "task type" if path[1] == "tasks" else "trigger type"
-        yield error(doc.pos(path), f"unknown {what} {value!r}{where}; known: {choices}",
-                    _suggest(str(value), e.validator_value))
+            hint = _type_hint(what, value, e.validator_value, broken)
+        yield error(doc.pos(path), f"unknown {what} {value!r}{where}; known: {choices}", hint)
     elif kind == "pattern" and "propertyNames" in e.schema_path:
         yield error(doc.key_pos(path + (value,)), f"invalid {title} '{value}'{where}", e.schema.get("description"))
     elif kind == "pattern":
@@ -199,10 +215,12 @@ def _pitfalls(v: jsonschema.Draft202012Validator, doc: Located, bad: set[JsonPat
 
 
 def validate(doc: Located, task_types: TaskTypes,
-             trigger_types: Mapping[str, Mapping[str, Any]] | None = None) -> list[Diagnostic]:
-    """All schema errors of `doc`, then the YAML value warnings where no error stands."""
+             trigger_types: Mapping[str, Mapping[str, Any]] | None = None, *,
+             broken: Collection[str] = ()) -> list[Diagnostic]:
+    """All schema errors of `doc`, then the YAML value warnings where no error stands.
+    `broken`: the plugins installed that could not be loaded (what an unknown type may be)."""
     v = validator(task_types, trigger_types)
     found = list(v.iter_errors(doc.data))
-    diags = [d for e in found for d in _diagnose(e, doc)]
+    diags = [d for e in found for d in _diagnose(e, doc, broken)]
     diags.extend(_pitfalls(v, doc, {tuple(e.absolute_path) for e in found}))
     return diags

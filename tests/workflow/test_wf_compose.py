@@ -207,12 +207,14 @@ def test_unreadable_and_broken_sub_workflows() -> None:
         - {name: c, type: workflow, workflow: {repo: acme/ci, ref: v9, path: x.yaml}}
     """, sources) == [
         ".clarity/ci.yaml:5:43: error: task 'a': cannot read the workflow .clarity/nothing.yaml: no file "
-        ".clarity/nothing.yaml",
+        ".clarity/nothing.yaml\n  hint: a bare file name is read in .clarity/, a path with '/' from the repository root",
         ".clarity/ci.yaml:6:43: error: task 'b': the workflow .clarity/broken.yaml has errors: "
         ".clarity/broken.yaml:4:7: error: missing required key 'image' in task 'x'\n"
         "  hint: clarity lint .clarity/broken.yaml",
         ".clarity/ci.yaml:7:43: error: task 'c': cannot read the workflow acme/ci@v9:.clarity/x.yaml: repository "
-        "acme/ci has no tag, branch or commit 'v9'",
+        "acme/ci has no tag, branch or commit 'v9'\n  hint: check that the repository acme/ci is known here (its URL "
+        "or path, or a name registered with `clarity repo add`, or in the setting repositories for clarity run) and "
+        "has the tag, branch or commit v9",
     ]
 
 

@@ -508,13 +508,16 @@ ERRORS: list[tuple[str, dict[str, str], str, list[str]]] = [
           name: app
           extends: nope.yaml
         """, [f"{CHILD}:4:12: error: cannot read the base .clarity/nope.yaml: no file .clarity/nope.yaml at "
-              f"{COMMIT[:12]}"]),
+              f"{COMMIT[:12]}\n  hint: a bare file name is read in .clarity/, a path with '/' from the repository "
+              "root"]),
     ("missing ref", {}, """
         workflow:
           name: app
           extends: {repo: acme/ci-templates, ref: v9, path: python.yaml}
         """, [f"{CHILD}:4:12: error: cannot read the base acme/ci-templates@v9:.clarity/python.yaml: repository "
-              "acme/ci-templates has no tag, branch or commit 'v9'"]),
+              "acme/ci-templates has no tag, branch or commit 'v9'\n  hint: check that the repository "
+              "acme/ci-templates is known here (its URL or path, or a name registered with `clarity repo add`, or in "
+              "the setting repositories for clarity run) and has the tag, branch or commit v9"]),
     ("missing base further down the chain: both positions", {".clarity/base.yaml": """
         workflow:
           extends: gone.yaml
@@ -523,7 +526,8 @@ ERRORS: list[tuple[str, dict[str, str], str, list[str]]] = [
           name: app
           extends: base.yaml
         """, [f"{CHILD}:4:12: error: cannot read the base .clarity/gone.yaml: no file .clarity/gone.yaml at "
-              f"{COMMIT[:12]} (the base .clarity/base.yaml extends .clarity/gone.yaml at .clarity/base.yaml:3:12)"]),
+              f"{COMMIT[:12]} (the base .clarity/base.yaml extends .clarity/gone.yaml at .clarity/base.yaml:3:12)\n"
+              "  hint: a bare file name is read in .clarity/, a path with '/' from the repository root"]),
     ("a cycle: both positions", {".clarity/base.yaml": """
         workflow:
           extends: ci.yaml

@@ -125,10 +125,10 @@ CASES: list[tuple[str, str, list[str]]] = [
             - {type: schedule, cron: "* * * * * *"}
             - {type: schedule, cron: "0 0 30 2 *", timezone: Europe}
           tasks: [{name: t, image: alpine}]
-        """, ["w.yaml:5:30: error: invalid cron expression '61 * * * *'",
+        """, ["w.yaml:5:31: error: invalid cron expression '61 * * * *': minute 61 is out of range (0-59)",
               "w.yaml:5:54: error: unknown time zone 'Mars/Olympus'",
-              "w.yaml:6:30: error: cron expression '* * * * * *' has 6 fields",
-              "w.yaml:7:30: error: cron expression '0 0 30 2 *' never matches",
+              "w.yaml:6:41: error: cron expression '* * * * * *' has 6 fields",
+              "w.yaml:7:35: error: cron expression '0 0 30 2 *' never matches",
               "w.yaml:7:54: error: unknown time zone 'Europe'"]),
     ("schedule without cron, bad catchup", """
         workflow:
