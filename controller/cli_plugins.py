@@ -36,20 +36,28 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps({"plugins": [_public(p) for p in registry.plugins.values()],
                           "problems": [p.__dict__ for p in registry.problems]}, indent=2))
         return 0
-    print(f"{'NAME':<16}  {'VERSION':<9}  {'TASK TYPES':<22}  {'TRIGGER TYPES':<16}  {'PERMISSIONS':<24}  FROM")
+    rows = [["NAME", "VERSION", "TASK TYPES", "TRIGGER TYPES", "PERMISSIONS", "FROM"]]
     for p in sorted(registry.plugins.values(), key=lambda p: p.name):
-        print(f"{p.name:<16}  {p.version:<9}  {', '.join(p.task_types) or '-':<22}  "
-              f"{', '.join(p.trigger_types) or '-':<16}  {', '.join(sorted(p.manifest.permissions)) or '-':<24}  "
-              f"{p.distribution}")
+        rows.append([p.name, p.version, ", ".join(p.task_types) or "-", ", ".join(p.trigger_types) or "-",
+                     ", ".join(sorted(p.manifest.permissions)) or "-", p.distribution])
+    for line in table(rows):
+        print(line)
     for problem in registry.problems:
         print(f"clarity: plugin {problem.plugin} ({problem.where}) is not loaded: {problem.message}", file=sys.stderr)
     return 0
 
 
+def table(rows: list[list[str]]) -> list[str]:
+    """Rows as lines, each column as wide as its widest cell (the last one unpadded)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return ["  ".join([*(cell.ljust(w) for cell, w in zip(row, widths)), row[-1]]) for row in rows]
+
+
 def _public(p: Any) -> dict[str, Any]:
     m = p.manifest
     return {"name": p.name, "version": p.version, "description": m.description, "module": p.module,
-            "distribution": p.distribution, "folder": str(p.root), "image": m.image,
+            "distribution": p.distribution, "folder": str(p.root),
+            "source": str(p.source) if p.source is not None else None, "image": m.image,
             "permissions": sorted(m.permissions),
             "task_types": {n: {"description": d.description, "config": d.config} for n, d in m.task_types.items()},
             "trigger_types": {n: {"description": d.description, "config": d.config}
@@ -64,6 +72,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     m = p.manifest
     print(f"{p.name} {p.version}: {m.description}")
     print(f"  from:        {p.distribution} (module {p.module}, folder {p.root})")
+    if p.source is not None:
+        print(f"  sources:     {p.source} (installed from there)")
     print(f"  image:       {m.image or '-'}")
     print(f"  permissions: {', '.join(sorted(m.permissions)) or 'none'}")
     for kind, decls in (("task type", m.task_types), ("trigger type", m.trigger_types)):
@@ -72,29 +82,72 @@ def _cmd_info(args: argparse.Namespace) -> int:
             props = decl.config.get("properties") or {}
             required = set(decl.config.get("required") or ())
             for key, spec in props.items():
-                kind_of = spec.get("type") or ("one of " + ", ".join(map(str, spec["enum"])) if "enum" in spec else "any")
                 flag = " (required)" if key in required else ""
-                print(f"    {key}: {kind_of}{flag}  {spec.get('description', '')}".rstrip())
+                fallback = ", default the trigger's payload" if key == getattr(decl, "payload_key", None) else ""
+                print(f"    {key}: {kind_of(spec)}{fallback}{flag}  {spec.get('description', '')}".rstrip())
     docs = p.root / "docs" / "README.md"
     if docs.exists():
         print(f"  docs:        {docs}")
     return 0
 
 
-def tests_of(root: Path) -> Path | None:
-    """The plugin's tests: `tests/` in its folder, or beside its source tree (a `src/` layout)."""
-    for candidate in (root / "tests", root.parent.parent / "tests"):
+def _value(value: Any) -> str:
+    """A schema value as the manifest would write it: text as is, the rest as JSON (true, null)."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def kind_of(spec: Any) -> str:
+    """A config key's JSON Schema in words: `string or object`, `one of json, yaml`, `any`."""
+    if not isinstance(spec, dict):
+        return "any"
+    if "const" in spec:
+        kind = f"exactly {_value(spec['const'])}"
+    elif isinstance(spec.get("enum"), list):
+        kind = "one of " + ", ".join(_value(v) for v in spec["enum"])
+    elif isinstance(spec.get("type"), list):
+        names = [str(t) for t in spec["type"]]
+        kind = " or ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " or " + names[-1]
+    else:
+        kind = str(spec.get("type") or "any")
+    return kind + (f", default {_value(spec['default'])}" if "default" in spec else "")
+
+
+def folders_for_tests(plugin: Any) -> list[Path]:
+    """Where a plugin's tests may be: `tests/` in its folder, or beside the source tree when the
+    folder is a `src/` layout's package; the same in the sources pip installed it from, when it
+    runs from an installed copy (site-packages holds no tests)."""
+    folders: list[Path] = []
+    for root in (plugin.root, plugin.source):
+        if root is None:
+            continue
+        folders.append(root / "tests")
+        if root.parent.name == "src":
+            folders.append(root.parent.parent / "tests")
+    return list(dict.fromkeys(folders))
+
+
+def tests_of(plugin: Any) -> Path | None:
+    """The first of the plugin's test folders that holds tests."""
+    for candidate in folders_for_tests(plugin):
         if candidate.is_dir() and any(candidate.rglob("test_*.py")):
             return candidate
     return None
 
 
+def no_tests(plugin: Any) -> str:
+    looked = " and ".join(str(f) for f in folders_for_tests(plugin))
+    message = f"plugin {plugin.name} ships no tests (looked in {looked})"
+    if plugin.source is None and "site-packages" in plugin.root.parts:
+        message += ("; it is installed from a wheel or a package index, which holds no tests: install it from its "
+                    "source folder (pip install FOLDER, or pip install -e FOLDER) to run them")
+    return message
+
+
 def _cmd_test(args: argparse.Namespace) -> int:
     p = _plugin(args.name)
-    tests = tests_of(p.root)
+    tests = tests_of(p)
     if tests is None:
-        raise UserError(f"plugin {p.name} ships no tests (looked in {p.root / 'tests'} and "
-                        f"{p.root.parent.parent / 'tests'})")
+        raise UserError(no_tests(p))
     print(f"clarity: testing plugin {p.name} {p.version}: {tests}", file=sys.stderr)
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests), *args.pytest_args]
     return subprocess.call(cmd)

@@ -1,7 +1,8 @@
 """Lint checks of plugin tasks that need the plugins themselves: version pins and permissions.
 
 `type: validation@^1` pins a version range (controller.plugins.versions); the pin is taken off
-the type before the schema sees it (`strip_pins`) and checked here against the installed plugin.
+the type before the schema sees it (`strip_pins`) and checked here against the installed plugin
+(`versions`, which needs no valid document: its errors come with the schema's).
 
 Permissions: a task of a plugin may use the network (`network:` other than none), secrets
 (`secrets:` or `${secrets.*}` in its config), or host paths (the plugin's manifest asks for them:
@@ -16,6 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from controller.plugins.payload import warnings as payload_warnings
 from controller.plugins.registry import Registry
 from controller.plugins.versions import RangeError, matches, parse
 from controller.workflow.diagnostics import Diagnostic, Pos, error
@@ -60,8 +62,38 @@ def _uses_secrets(task: Mapping[str, Any]) -> bool:
     return bool(task.get("secrets")) or "${secrets." in json.dumps(task.get("config"), default=str)
 
 
-def check(doc: Located, pins: Mapping[int, Pin], registry: Registry,
-          grants: Mapping[str, frozenset[str]] | None) -> list[Diagnostic]:
+def versions(doc: Located, pins: Mapping[int, Pin], registry: Registry) -> list[Diagnostic]:
+    """An error for each pinned task whose plugin is installed in a version outside the range.
+    Reads the document defensively: it runs before the document is known to be valid."""
+    diags: list[Diagnostic] = []
+    wf = doc.data.get("workflow") if isinstance(doc.data, dict) else None
+    tasks = wf.get("tasks") if isinstance(wf, dict) else None
+    for i, pin in pins.items():
+        task = tasks[i] if isinstance(tasks, list) and i < len(tasks) else None
+        if not isinstance(task, dict) or not isinstance(task.get("type"), str):
+            continue
+        kind = task["type"]
+        found = registry.task_type(kind)
+        if found is None or matches(found[0].version, pin.range):
+            continue  # an unknown type is the schema's error
+        plugin = found[0]
+        diags.append(error(pin.pos, f"task '{task.get('name')}' asks for {kind}@{pin.range}, "
+                                    f"but plugin {plugin.name} {plugin.version} is installed",
+                           _version_hint(kind, pin.range, plugin.name, plugin.version)))
+    return diags
+
+
+def _version_hint(kind: str, wanted: str, plugin: str, version: str) -> str:
+    major, _, rest = version.partition(".")
+    minor = rest.partition(".")[0]
+    fits = f"^{major}" if major != "0" or not minor else f"^0.{minor}"
+    return (f"change the range (e.g. {kind}@{fits}) to include the installed version, {version}, or install a "
+            f"version of the {plugin} plugin that {wanted} allows (pip install, then `clarity plugins list`)")
+
+
+def check(doc: Located, registry: Registry, grants: Mapping[str, frozenset[str]] | None) -> list[Diagnostic]:
+    """The permission errors of the plugin tasks of a valid document, and the warnings of tasks that
+    read a payload the workflow's triggers do not carry."""
     diags: list[Diagnostic] = []
     tasks = doc.data["workflow"]["tasks"]
     for i, task in enumerate(tasks):
@@ -72,12 +104,6 @@ def check(doc: Located, pins: Mapping[int, Pin], registry: Registry,
         plugin = found[0]
         name = task.get("name")
         base = ("workflow", "tasks", i)
-        pin = pins.get(i)
-        if pin is not None and not matches(plugin.version, pin.range):
-            diags.append(error(pin.pos, f"task '{name}' asks for {kind}@{pin.range}, but plugin {plugin.name} "
-                                        f"{plugin.version} is installed",
-                               f"change the range (e.g. {kind}@^{plugin.version.split('.')[0]}), or install a "
-                               f"{plugin.name} plugin that matches (clarity plugins list)"))
         needs: dict[str, Pos] = {}
         if task.get("network", "none") != "none":
             needs["network"] = doc.pos(base + ("network",))
@@ -95,4 +121,5 @@ def check(doc: Located, pins: Mapping[int, Pin], registry: Registry,
                 diags.append(error(pos, f"task '{name}': plugin {plugin.name} needs the {perm} permission here, "
                                         "which is not granted",
                                    GRANT_HINT.format(plugin=plugin.name, perm=perm)))
+    diags.extend(payload_warnings(doc, registry))
     return diags

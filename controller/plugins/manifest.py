@@ -49,6 +49,12 @@ class TaskTypeDecl:
     description: str
     config: Mapping[str, Any]
     module: str | None
+    # the config key whose data the task reads, falling back to the trigger's payload when the key
+    # is not set (plugins.sdk.runtime.data_source): lint warns when a run may come without one
+    payload_key: str | None = None
+
+
+PAYLOAD_MARK = "x-defaults-to-payload"  # on a key of a task type's config schema: see payload_key()
 
 
 @dataclass(frozen=True)
@@ -101,9 +107,33 @@ def load(path: Path) -> Manifest:
             raise ManifestError(f"{path}: task type {name}: module '{decl['module']}' is not a module name")
     return Manifest(
         name=data["name"], version=str(data["version"]), description=data["description"], image=data.get("image"),
-        task_types={n: TaskTypeDecl(n, d["description"], d["config"], d.get("module")) for n, d in tasks.items()},
+        task_types={n: TaskTypeDecl(n, d["description"], d["config"], d.get("module"),
+                                    payload_key(path, n, d["config"])) for n, d in tasks.items()},
         trigger_types={n: TriggerTypeDecl(n, d["description"], d["config"], d.get("interval_s"))
                        for n, d in triggers.items()},
         permissions=frozenset(p for p, on in (data.get("permissions") or {}).items() if on),
         path=path,
     )
+
+
+def payload_key(path: Path, name: str, config: Mapping[str, Any]) -> str | None:
+    """The key of a task type's config marked `x-defaults-to-payload: true`: the task reads that
+    key's data, or the trigger's payload when the task does not set it. An annotation of the
+    schema (JSON Schema ignores keywords it does not know), beside the key it describes. At most
+    one key, and not a required one (a required key never falls back to the payload)."""
+    props = config.get("properties")
+    if not isinstance(props, Mapping):
+        return None
+    marked = [k for k, spec in props.items() if isinstance(spec, Mapping) and PAYLOAD_MARK in spec]
+    for key in marked:
+        if not isinstance(props[key][PAYLOAD_MARK], bool):
+            raise ManifestError(f"{path}: task type {name}: config key '{key}': {PAYLOAD_MARK} is true or false, "
+                                f"not '{props[key][PAYLOAD_MARK]}'")
+    marked = [k for k in marked if props[k][PAYLOAD_MARK]]
+    if len(marked) > 1:
+        raise ManifestError(f"{path}: task type {name}: {PAYLOAD_MARK} is on {', '.join(marked)}: a task reads the "
+                            "trigger's payload in place of one key only")
+    if marked and marked[0] in (config.get("required") or ()):
+        raise ManifestError(f"{path}: task type {name}: config key '{marked[0]}' is required, so it never falls back "
+                            f"to the trigger's payload: take it out of `required`, or drop {PAYLOAD_MARK}")
+    return marked[0] if marked else None

@@ -17,12 +17,15 @@ list`) and left out: it never takes the controller or a run down.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import json
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable, Mapping
+from urllib.parse import unquote, urlparse
 
 import structlog
 
@@ -51,6 +54,8 @@ class LoadedPlugin:
     distribution: str  # "name version" of the package that declares the entry point
     task_types: Mapping[str, TaskType]
     trigger_types: Mapping[str, TriggerType]
+    # an installed copy's folder in the local source tree pip installed it from (its tests are there)
+    source: Path | None = None
 
     @property
     def name(self) -> str:
@@ -114,6 +119,7 @@ def discover(entry_points: Iterable[metadata.EntryPoint] | None = None) -> Regis
         try:
             plugin = _load(ep, dist)
             _check_names(plugin, registry)
+            plugin = dataclasses.replace(plugin, source=source_folder(plugin.root, ep.dist))
         except (ManifestError, PluginLoadError) as e:
             registry.problems.append(Problem(ep.name, where, str(e)))
             log.warning("plugin skipped", plugin=ep.name, where=where, error=str(e))
@@ -173,6 +179,28 @@ def _folder(module: ModuleType) -> Path:
     if len(locations) == 1:
         return Path(locations[0]).resolve()
     raise PluginLoadError(f"module {module.__name__} has no single folder: the manifest cannot be found beside it")
+
+
+def source_folder(root: Path, dist: metadata.Distribution | None) -> Path | None:
+    """Where `root`, a plugin folder pip installed into site-packages, is in the local folder it was
+    installed from (pip records that folder in the distribution's direct_url.json, PEP 610): None
+    for a plugin that runs from its sources already (an editable install, Clarity's own plugins),
+    one installed from a wheel or an index, or a source folder that is gone."""
+    if dist is None:
+        return None
+    try:
+        recorded = json.loads(dist.read_text("direct_url.json") or "null")
+        installed_in = Path(str(dist.locate_file(""))).resolve()
+        inside = root.resolve().relative_to(installed_in)
+    except (OSError, ValueError):  # no record, not JSON, or the plugin does not run from the installed copy
+        return None
+    if not isinstance(recorded, dict) or "dir_info" not in recorded or not str(recorded.get("url")).startswith("file:"):
+        return None
+    folder = Path(unquote(urlparse(str(recorded["url"])).path))
+    for candidate in (folder / "src" / inside, folder / inside):  # a src/ layout, or the package at the top
+        if candidate.is_dir() and candidate.resolve() != root.resolve():
+            return candidate
+    return None
 
 
 def _check_names(plugin: LoadedPlugin, registry: Registry) -> None:

@@ -52,6 +52,7 @@ workflow:
 class Venv:
     python: Path
     tmp: Path
+    source: Path  # the copy of the plugin's folder it was installed from (as pip left it)
 
     def clarity(self, cwd: Path, *args: str, python: Path | None = None, home: Path | None = None,
                 timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -97,13 +98,14 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Venv]:
     main_site = sysconfig.get_paths()["purelib"]  # where Clarity (editable) and its dependencies are
     # addsitedir, not a bare path: the main environment's own .pth files (Clarity's editable install) count too
     (Path(site_dir) / "clarity_main_env.pth").write_text(f"import site; site.addsitedir({main_site!r})\n")
-    source = tmp / "clarity-hello"  # a copy: a build leaves build/ and *.egg-info beside the sources
+    # a clean copy, installed the way its README says: pip leaves build/ and src/clarity_hello.egg-info in it
+    source = tmp / "clarity-hello"
     shutil.copytree(PLUGIN, source, ignore=shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__"))
     done = subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
                            "--no-cache-dir", "--disable-pip-version-check", str(source)],
                           env=_env(tmp / "home"), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    yield Venv(python, tmp)
+    yield Venv(python, tmp, source)
 
 
 def _repo(tmp: Path, name: str, *, times: int = 2, range_: str = "^1") -> Path:
@@ -174,10 +176,28 @@ def test_clarity_run_runs_the_plugin_task_in_docker(venv: Venv, docker_client: A
 
 @pytest.mark.docker
 def test_the_plugins_own_tests_pass_where_it_is_installed(venv: Venv, docker_client: Any) -> None:  # noqa: F811
+    """Run in the folder it was installed from, beside the src/clarity_hello.egg-info the install left:
+    pytest's `pythonpath = src` shows that leftover first, and it must not hide the installed plugin
+    from the end-to-end tests (they used to skip: "clarity-hello is not installed here")."""
+    assert (venv.source / "src" / "clarity_hello.egg-info").is_dir()  # what `pip install .` leaves behind
     done = subprocess.run([str(venv.python), "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
-                           "--basetemp", str(venv.tmp / "own-tests")], cwd=PLUGIN, env=_env(venv.tmp / "home"),
+                           "--basetemp", str(venv.tmp / "own-tests")], cwd=venv.source, env=_env(venv.tmp / "home"),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"\b10 passed\b", done.stdout) and "skipped" not in done.stdout, done.stdout
+
+
+@pytest.mark.docker
+def test_clarity_plugins_test_finds_the_tests_in_the_folder_it_was_installed_from(
+        venv: Venv, docker_client: Any) -> None:  # noqa: F811
+    """site-packages holds no tests: `clarity plugins test` runs those of the sources pip recorded."""
+    info = venv.clarity(venv.tmp, "plugins", "info", "hello")
+    assert info.returncode == 0, info.stderr
+    assert f"  sources:     {venv.source / 'src' / 'clarity_hello'} (installed from there)" in info.stdout, info.stdout
+    done = venv.clarity(venv.tmp, "plugins", "test", "hello", "--basetemp", str(venv.tmp / "plugins-test"),
+                        timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"testing plugin hello 1.0.0: {venv.source / 'tests'}" in done.stderr
     assert re.search(r"\b10 passed\b", done.stdout) and "skipped" not in done.stdout, done.stdout
 
 

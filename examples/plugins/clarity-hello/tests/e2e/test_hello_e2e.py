@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
-from importlib import metadata
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -40,16 +40,29 @@ workflow:
 """
 
 
-SRC = Path(__file__).resolve().parents[2] / "src"
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLARITY_")}
+    env.update(CLARITY_HOME=str(home), CLARITY_PULL="never")
+    return env
+
+
+# What `clarity` sees, asked of a fresh interpreter: this pytest process is no judge, since its
+# `pythonpath = ["src"]` shows the src/clarity_hello.egg-info that `pip install .` leaves behind, and
+# importlib.metadata keeps only the first distribution of a name on sys.path: that leftover hides
+# the installed one (or passes for it after a `pip uninstall`).
+PROBE = """\
+from importlib import metadata
+print(any(ep.name == "hello" for ep in metadata.entry_points(group="clarity.plugins")))
+"""
 
 
 def _installed() -> bool:
-    """Installed: an entry point `hello`, of a distribution not in this source tree (a build leaves
-    src/clarity_hello.egg-info behind, which pytest's pythonpath would show)."""
-    for ep in metadata.entry_points(group="clarity.plugins"):
-        if ep.name == "hello" and ep.dist is not None and Path(str(ep.dist.locate_file(""))).resolve() != SRC:
-            return True
-    return False
+    """Installed: the `clarity` these tests start (the same interpreter and environment, outside this
+    folder) finds the entry point `hello`."""
+    with tempfile.TemporaryDirectory() as elsewhere:
+        seen = subprocess.run([sys.executable, "-c", PROBE], cwd=elsewhere, env=_env(Path(elsewhere)),
+                              capture_output=True, text=True, timeout=120)
+    return seen.stdout.strip() == "True"
 
 
 def _docker_ready() -> str | None:
@@ -77,10 +90,8 @@ def _repo(tmp_path: Path, times: int) -> Path:
 
 
 def _clarity(repo: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLARITY_")}
-    env.update(CLARITY_HOME=str(home), CLARITY_PULL="never")
-    return subprocess.run([sys.executable, "-m", "controller.cli", *args], cwd=repo, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "controller.cli", *args], cwd=repo, env=_env(home),
+                          capture_output=True, text=True, timeout=300)
 
 
 def test_lint_checks_the_hello_config(tmp_path: Path) -> None:
