@@ -45,9 +45,13 @@ def fmt_duration(seconds: float | None) -> str:
 class Console:
     """A `controller.engine.Listener` writing to a stream; thread-safe."""
 
-    def __init__(self, out: IO[str], tasks: Sequence[str], *, tty: bool, workflow: str = "") -> None:
+    def __init__(self, out: IO[str], tasks: Sequence[str], *, tty: bool, workflow: str = "",
+                 shown: Sequence[str] = ()) -> None:
+        """`tasks`: the run's own (counted in the status line); `shown`: other names whose lines
+        may appear, the tasks of sub-runs as `TASK/SUBTASK`: the prefix column fits them all."""
         self.out, self.tty, self.workflow = out, tty, workflow
-        self.width = max((len(t) for t in tasks), default=4)
+        self.width = max((len(t) for t in [*tasks, *shown]), default=4)
+        self.last: dict[str, str] = {}  # each task's last line: a reason just shown is not repeated
         self.colour = {t: _COLOURS[i % len(_COLOURS)] for i, t in enumerate(tasks)}
         self.state = {t: "pending" for t in tasks}
         self.started: dict[str, float] = {}
@@ -88,6 +92,7 @@ class Console:
         return f"{self._c(1, self.workflow)} [{done}/{len(self.state)}] " + "  ".join(parts)
 
     def _prefix(self, task: str) -> str:
+        self.width = max(self.width, len(task))  # a name not foreseen: the lines after it align again
         return self._c(self.colour.get(task, 0), task.ljust(self.width)) + " │ "
 
     def banner(self, text: str) -> None:
@@ -103,6 +108,7 @@ class Console:
 
     def task_log(self, task: str, line: str) -> None:
         with self.lock:
+            self.last[task] = line
             self._write(self._prefix(task) + printable(line))
 
     def task_finished(self, task: str, result: TaskResult, will_retry: bool) -> None:
@@ -117,6 +123,8 @@ class Console:
                 words, detail, dur = error, "", ""
             if result.exit_code not in (None, 0) and not result.error:
                 detail = f" (exit code {result.exit_code})"
+            if error and self.last.pop(task, "") in (f"[clarity] {error}", f"error: {error}"):
+                detail = ""  # the task's last line says why already
             tail = ", retrying" if will_retry else ""
             self._write(self._prefix(task) + self._c(_STATE_COLOUR[state], f"{_MARK[state]} {words}{dur}{detail}{tail}"))
 

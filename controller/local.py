@@ -26,9 +26,10 @@ from controller.workflow import compose, dag, expr
 from controller.workflow.compile import GitInfo, RunContext, when_skip_reason
 from controller.workflow import extends
 from controller.workflow.lint import lint_text
-from controller.workflow.model import Workflow
+from controller.workflow.diagnostics import Pos
+from controller.workflow.model import Task, Workflow
 from controller.workflow.select import SelectError, select_tasks
-from controller.workflow.sources import LocalSources
+from controller.workflow.sources import Loaded, LocalSources, SourceError
 from runner import owner
 from runner.agent import Agent
 from runner.backends.base import Backend, BackendError
@@ -149,10 +150,15 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
     workspace = Workspace(repo=str(repo.root), dirty_path=str(repo.root)) if options.dirty else Workspace(repo=str(repo.root), commit=sha)
     # Mistakes in the command (inputs, secrets) are found before anything runs.
     prepared: list[tuple[Workflow, WorkflowSource, dict[str, str]]] = []
+    images: dict[str, Pos] = {}  # every literal image the tasks that will run need: where it is written first
     for wf, source in selected:
         inputs = resolve_inputs(wf, options.inputs, strict=options.event == "manual")
-        _check_values(RunContext(run_id=0, workflow=wf, workspace=workspace, git=git, event=options.event,
-                                  inputs=inputs, secrets=options.secrets, changed_files=changed))
+        ctx = RunContext(run_id=0, workflow=wf, workspace=workspace, git=git, event=options.event,
+                         inputs=inputs, secrets=options.secrets, changed_files=changed)
+        _check_values(ctx)
+        for task in wf.tasks:
+            if when_skip_reason(task.when, ctx) is None:
+                _add_image(images, wf, task)
         prepared.append((wf, source, inputs))
 
     for name, value in options.secrets.items():
@@ -164,14 +170,18 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
         backend.sweep()
     except BackendError as exc:
         raise LocalRunError(str(exc)) from None
+    # `type: workflow` tasks: their sub-runs read from the same sources, and run here too
+    subs = [sub for wf, source, _i in prepared
+            for sub in compose.sub_workflows(wf, sources, sources.own(source.path, source.text, source.blob_sha))]
+    for sub_wf in subs:
+        for task in sub_wf.tasks:
+            _add_image(images, sub_wf, task)
+    _check_images(backend, images)
     store = Store.open(settings.database_url)
     store.reap_orphans(owner.is_orphan)
     settings.work_root.mkdir(parents=True, exist_ok=True)
     queue = Queue(store.engine)
-    # `type: workflow` tasks: their sub-runs read from the same sources, and run here too
     scheduler = Scheduler(store, queue, secrets=lambda run: options.secrets, sources_for=lambda run: sources)
-    subs = [sub for wf, source, _i in prepared
-            for sub in compose.sub_workflows(wf, sources, sources.own(source.path, source.text, source.blob_sha))]
     # The built-in runner: the same agent loop as a remote runner, through the same protocol.
     agent = Agent(InProcessPeer(queue, scheduler), backend, settings.work_root, WorkspaceCache(settings.cache),
                   name=f"local-{owner.current()}", slots=settings.parallel, poll_s=0.5, heartbeat_s=0.5,
@@ -205,7 +215,9 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
                 grants=settings.plugin_permissions, storage_root=storage_root,
             ))
             assert run_id is not None  # no dedupe key: never refused
-            console = Console(out, [t.name for t in wf.tasks], tty=tty, workflow=wf.name)
+            own = sources.own(source.path, source.text, source.blob_sha)
+            console = Console(out, [t.name for t in wf.tasks], tty=tty, workflow=wf.name,
+                              shown=_shown_names(wf, sources, own, subs))
             where = "working tree" if options.dirty else (sha or "")[:8]
             console.banner(f"▶ run {run_id}: {wf.name} ({wf.file} at {where}, {options.event})")
             scheduler.watch(run_id, console)
@@ -234,33 +246,96 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
         return 130
     return 0 if verdicts and all(v == Outcome.SUCCEEDED.value for v in verdicts) else 1
 
+
+def _add_image(images: dict[str, Pos], wf: Workflow, task: Task) -> None:
+    """Note the image `task` runs in, when it is known before the run: a container task's
+    `image:` without expressions, or the image of the plugin that provides the task's type (as
+    its manifest names it; the plugin's compile step could still pick another at run time)."""
+    if task.type == "container":
+        image, key = task.image, "image"
+    elif task.type == "workflow":  # its sub-workflow's tasks are looked at as such
+        return
+    else:
+        from controller.plugins import installed
+
+        found = installed().task_type(task.type)
+        image, key = (found[0].manifest.image if found is not None else None), "type"
+    if image and "${" not in image and image not in images:
+        images[image] = _value_pos(wf, task, key)
+
+
+def _value_pos(wf: Workflow, task: Task, key: str) -> Pos:
+    """Where the value of a task's `key` is written (with `extends:`, in the file it comes from)."""
+    doc = wf.source
+    tasks = doc.data.get("workflow", {}).get("tasks", []) if isinstance(doc.data, dict) else []
+    for i, raw in enumerate(tasks):
+        if isinstance(raw, dict) and raw.get("name") == task.name:
+            return doc.pos(("workflow", "tasks", i, key))
+    return task.pos
+
+
+def _check_images(backend: Backend, images: Mapping[str, Pos]) -> None:
+    """Every image the tasks need is here before anything runs: present, or pulled now (once:
+    the tasks then find it present). One that cannot be had stops the run, saying where it is
+    written, instead of a task erroring (and being retried) in the middle of the run."""
+    from runner.backends.docker import DockerBackend, ImageUnavailable
+
+    if not isinstance(backend, DockerBackend):  # the fake backend runs no image
+        return
+    missing = 0
+    for image, pos in images.items():
+        try:
+            backend.ensure_image(image, on_pull=lambda name: print(f"clarity: pulling image {name!r} (not present locally)",
+                                                                   file=sys.stderr, flush=True))
+        except ImageUnavailable as exc:
+            print(f"{pos}: image {image!r} is not present locally and could not be pulled ({exc.reason})\n"
+                  f"  hint: {exc.hint}", file=sys.stderr)
+            missing += 1
+        except BackendError as exc:
+            raise LocalRunError(str(exc)) from None
+    if missing:
+        what = "an image" if missing == 1 else f"{missing} images"
+        raise LocalRunError(f"{what} that the tasks need cannot be had (above); nothing was run")
+
+
+def _shown_names(wf: Workflow, sources: LocalSources, loaded: Loaded, subs: list[Workflow]) -> list[str]:
+    """The names the console shows for the tasks of `wf`'s sub-runs, `TASK/SUBTASK` (and deeper),
+    so that its prefix column is wide enough for them from the first line on. `subs`: the
+    sub-workflows, as linted (the files a task names are matched to them; none is linted again)."""
+    by_file = {sub.file: sub for sub in subs}
+    names: list[str] = []
+
+    def walk(current: Workflow, at: Loaded | None, prefix: str, depth: int) -> None:
+        for task in current.tasks:
+            if task.workflow is None or depth >= compose.MAX_DEPTH:
+                continue
+            try:
+                found = sources.read(task.workflow, relative_to=at)
+            except SourceError:
+                continue
+            sub = by_file.get(found.file)
+            if sub is not None:
+                names.extend(f"{prefix}{task.name}/{t.name}" for t in sub.tasks)
+                walk(sub, found, f"{prefix}{task.name}/", depth + 1)
+
+    walk(wf, loaded, "", 0)
+    return names
+
+
 def _check_values(ctx: RunContext) -> None:
     """Every secret a task that will run declares (`secrets:`) or reads (`${secrets.NAME}`), and
     every input it reads (`${inputs.NAME}`), is given: found before anything runs."""
+    from controller.workflow.uses import missing_inputs, missing_secrets
+
     wf = ctx.workflow
+    problems = []
     for task in wf.tasks:
-        if when_skip_reason(task.when, ctx) is not None:
-            continue
-        secrets, inputs = list(task.secrets), []
-        for _path, text in expr.strings([wf.env, list(task.commands), task.env, task.config, task.workdir or "", task.inputs]):
-            try:
-                refs = [r for r in expr.find(text) if r.parts]
-            except expr.ExprError:
-                continue
-            secrets += [r.parts[0] for r in refs if r.root == "secrets"]
-            inputs += [r.parts[0] for r in refs if r.root == "inputs"]
-        for name in dict.fromkeys(secrets):
-            if name not in ctx.secrets:
-                raise LocalRunError(
-                    f"{wf.file}: task '{task.name}' needs secret '{name}', which is not set "
-                    f"(pass --secret {name}=VALUE, --secret-file {name}=PATH, or set CLARITY_SECRET_{name})"
-                )
-        for name in dict.fromkeys(inputs):
-            if name not in ctx.inputs:
-                raise LocalRunError(
-                    f"{wf.file}: task '{task.name}' reads input '{name}', which was not given "
-                    f"(pass --input {name}=VALUE, or give it a default in a manual trigger's inputs)"
-                )
+        if when_skip_reason(task.when, ctx) is None:
+            problems += missing_secrets(wf, task, ctx.secrets) + missing_inputs(wf, task, ctx.inputs)
+    for d in problems:
+        print(d.format(), file=sys.stderr)
+    if problems:
+        raise LocalRunError("the workflow needs values that were not given (above); nothing was run")
 
 
 def _detail(state: str, exit_code: int | None, error: str | None) -> str:

@@ -4,6 +4,12 @@ Docker calls of one task, as `docker run` makes them: create, attach (before sta
 streamed as it is written, from the first byte, with no `logs` request and no inspect after start),
 start, one blocking wait (and one inspect for the OOM flag), remove. The image is looked up once
 per image and backend, not for every task.
+
+An image that cannot be had raises `ImageUnavailable`, which says whether trying again can help:
+not when pulling is off, the name is not valid, or the registry answered that it has no such
+image (or refuses it to us); yes when the registry could not be reached (DNS, refused, timed out),
+or for an answer we do not know. Whether a task is tried again is the scheduler's decision
+(`controller.engine`): an errored task is tried again once, or up to its `retries:` if more.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
@@ -27,6 +33,24 @@ from runner.backends.docker_convert import create_kwargs
 from runner.masking import MAX_LINE_BYTES
 from runner.owner import OWNER_LABEL
 from runner.spec import TaskSpec
+
+
+class ImageUnavailable(BackendError):
+    """An image that is not present locally and could not be pulled. `reason`: why, in a few
+    words on one line; `hint`: what to do; `permanent`: trying again cannot help (see above)."""
+
+    def __init__(self, image: str, reason: str, *, permanent: bool) -> None:
+        self.image, self.reason, self.permanent = image, reason, permanent
+        self.hint = image_hint(image)
+        super().__init__(f"image {image!r} is not present locally and could not be pulled ({reason}); {self.hint}")
+
+
+def image_hint(image: str) -> str:
+    """What to do about an image that cannot be had: Clarity's own images are built, not pulled."""
+    if image.startswith("clarity-"):
+        return ("build it locally (`bash .ci/images.sh` in Clarity's checkout builds the clarity-* images), "
+                "or fix the name")
+    return "build or load it locally (docker build / docker load), or fix the name"
 
 
 @dataclass
@@ -73,13 +97,13 @@ class DockerBackend:
         kwargs = create_kwargs(spec, host_dir)
         kwargs["labels"][OWNER_LABEL] = self._owner
         t0 = time.perf_counter()
-        self._ensure_image(spec.image)
+        self.ensure_image(spec.image)
         t1 = time.perf_counter()
         try:
             container = self._create(kwargs)
         except ImageNotFound:  # removed since we last looked: look again (and pull) once
             self._present.discard(spec.image)
-            self._ensure_image(spec.image)
+            self.ensure_image(spec.image)
             try:
                 container = self._create(kwargs)
             except DockerException as e:
@@ -119,7 +143,10 @@ class DockerBackend:
         created = self.client.api.create_container(**args)
         return self.client.containers.prepare_model({"Id": created["Id"]})
 
-    def _ensure_image(self, image: str) -> None:
+    def ensure_image(self, image: str, on_pull: Callable[[str], None] | None = None) -> None:
+        """The image is here after this: present locally, or pulled now (when pulling is on;
+        `on_pull(image)` is called first). Raises ImageUnavailable, or BackendError when the
+        engine fails. Each image is looked up once per backend; pulled, tasks find it present."""
         if image in self._present:
             return
         try:
@@ -128,20 +155,21 @@ class DockerBackend:
             return
         except ImageNotFound:
             pass
+        except APIError as e:
+            if e.status_code == 400:  # "invalid reference format": no registry can have it
+                raise ImageUnavailable(image, f"not a valid image name: {_invalid(e, image)}", permanent=True) from e
+            raise BackendError(f"the Docker engine failed while looking up image {image!r}: {_why(e)}") from e
         except DockerException as e:
             raise BackendError(f"the Docker engine failed while looking up image {image!r}: {e}") from e
         if not self.pull:
-            raise BackendError(
-                f"image {image!r} is not present locally (pulling is off: CLARITY_PULL=never); "
-                "build or load it (docker build / docker load), or check the name"
-            )
+            raise ImageUnavailable(image, "pulling is off: CLARITY_PULL=never", permanent=True)
+        if on_pull is not None:
+            on_pull(image)
         try:
             self.client.images.pull(image)
         except DockerException as e:
-            raise BackendError(
-                f"image {image!r} is not present locally and could not be pulled: {_why(e)}; "
-                "build or load it locally (docker build / docker load), or check the name"
-            ) from e
+            reason, permanent = pull_failure(image, e)
+            raise ImageUnavailable(image, reason, permanent=permanent) from e
         self._present.add(image)
 
     def start(self, handle: DockerHandle) -> None:
@@ -292,3 +320,47 @@ def _close(stream: CancellableStream) -> None:
 def _why(e: Exception) -> str:
     explanation: Any = getattr(e, "explanation", None)
     return str(explanation or e)
+
+
+# What the registry (through the engine) answers to a pull, lower-cased: words that say the image
+# is not there for us (trying again cannot help), and words that say the registry was not reached.
+_UNREACHED = (
+    (("no such host", "server misbehaving", "name resolution", "lookup "), "its name does not resolve"),
+    (("connection refused",), "it refused the connection"),
+    (("timeout", "timed out", "deadline exceeded"), "it did not answer in time"),
+    (("network is unreachable", "no route to host", "connection reset", "eof"), "the connection failed"),
+)
+_DENIED = ("pull access denied", "repository does not exist", "unauthorized", "denied")
+_NOT_FOUND = ("manifest unknown", "name unknown", "not found")
+
+
+def pull_failure(image: str, e: Exception) -> tuple[str, bool]:
+    """Why a pull failed, in a few words on one line, and whether that is permanent."""
+    text = " ".join(_why(e).split())
+    low = text.lower()
+    registry = registry_of(image)
+    for words, why in _UNREACHED:
+        if any(w in low for w in words):
+            return f"registry {registry} cannot be reached: {why}", False
+    if any(w in low for w in _DENIED):
+        return f"registry {registry} has no such repository, or it needs `docker login`: pull access denied", True
+    if isinstance(e, NotFound) or any(w in low for w in _NOT_FOUND):
+        return f"registry {registry} has no such image: {_cut(text)}", True
+    return f"registry {registry}: {_cut(text)}", False
+
+
+def registry_of(image: str) -> str:
+    """The registry an image name is pulled from, as Docker reads the name."""
+    first, slash, _rest = image.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
+
+
+def _invalid(e: Exception, image: str) -> str:
+    """`no such image: NAME: invalid reference format: ...` -> `invalid reference format: ...`."""
+    return _cut(" ".join(_why(e).split()).removeprefix("no such image: ").removeprefix(f"{image}: "))
+
+
+def _cut(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

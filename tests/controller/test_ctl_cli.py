@@ -242,6 +242,10 @@ def test_run_user_errors(case: str, cli: Cli, make_repo: Callable[..., Repo], tm
     else:  # pragma: no cover
         raise AssertionError(case)
     assert cli(cwd, "run", *args) == 2, cli.out + cli.err
+    if case.startswith("missing secret"):  # at its position in the file, with how to give it; then one error
+        assert all(fragment in cli.err for fragment in expect), cli.err
+        assert re.search(r"^\.clarity/d\.yaml:\d+:\d+: error: task '\w+' needs secret", cli.err, re.M), cli.err
+        expect = ["the workflow needs values that were not given (above); nothing was run"]
     cli.assert_user_error(*expect)
     if (Settings.from_env().home / "clarity.db").exists():
         assert runs_in_store() == []  # nothing ran

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import subprocess
 from pathlib import Path
 
@@ -158,7 +160,8 @@ workflow:
 """)
     assert main(["run", "--backend", "fake"]) == 2
     err = capsys.readouterr().err
-    assert "task 'second' reads input 'target', which was not given (pass --input target=VALUE" in err
+    assert re.search(r"^\.clarity/ci\.yaml:\d+:\d+: error: task 'second' reads input 'target', which was not given\n"
+                     r"  hint: pass --input target=VALUE", err, re.M), err
     assert not (Path(Settings.from_env().home) / "clarity.db").exists() or \
         Store.open(Settings.from_env().database_url).list_runs() == []
 

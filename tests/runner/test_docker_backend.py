@@ -67,8 +67,9 @@ def test_missing_image_is_errored_with_a_sentence(docker_client: Any, make_spec:
     r = execute(make_spec("true", image="clarity-no-such-image:1"), backend, work_root=tmp_path / "w",
                 workspaces=WorkspaceCache(tmp_path / "c"), on_log=lambda line: None)
     assert r.outcome is Outcome.ERRORED
-    assert r.error == ("image 'clarity-no-such-image:1' is not present locally (pulling is off: CLARITY_PULL=never); "
-                       "build or load it (docker build / docker load), or check the name")
+    assert r.error == ("image 'clarity-no-such-image:1' is not present locally and could not be pulled "
+                       "(pulling is off: CLARITY_PULL=never); build it locally (`bash .ci/images.sh` in Clarity's "
+                       "checkout builds the clarity-* images), or fix the name")
 
 
 def test_failed_pull_is_errored_with_a_sentence(make_spec: Spec, tmp_path: Path) -> None:
@@ -92,9 +93,9 @@ def test_failed_pull_is_errored_with_a_sentence(make_spec: Spec, tmp_path: Path)
     with pytest.raises(BackendError) as caught:
         backend.prepare(make_spec("true", image="acme/app:1"), tmp_path)
     assert str(caught.value) == (
-        "image 'acme/app:1' is not present locally and could not be pulled: "
-        'Get "https://registry.example/v2/": dial tcp: no such host; '
-        "build or load it locally (docker build / docker load), or check the name")
+        "image 'acme/app:1' is not present locally and could not be pulled "
+        "(registry docker.io cannot be reached: its name does not resolve); "
+        "build or load it locally (docker build / docker load), or fix the name")
 
 
 def test_containers_are_labelled_and_swept(docker_backend: Any, docker_client: Any, make_spec: Spec, tmp_path: Path) -> None:
