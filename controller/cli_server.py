@@ -513,6 +513,49 @@ def _cmd_webhook_key(args: argparse.Namespace) -> int:
         print(f"revoked {args.target}")
     return 0
 
+def _secret_value(args: argparse.Namespace) -> str:
+    """The value of `secret set`: from --value-file, else stdin (asked for, unshown, on a terminal);
+    never from the command line, where it would stay in the shell's history. One final newline is
+    dropped (`echo ... |`)."""
+    if args.value_file:
+        try:
+            text = Path(args.value_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise _user_error(f"cannot read the secret's value from {args.value_file}: {exc}") from None
+    elif sys.stdin.isatty():
+        import getpass
+
+        text = getpass.getpass(f"value of {args.name} (not shown): ")
+    else:
+        text = sys.stdin.read()
+    text = text[:-1] if text.endswith("\n") else text
+    if not text:
+        raise _user_error(f"the value of {args.name} is empty: give it on stdin or with --value-file FILE")
+    return text
+
+
+def _cmd_secret(args: argparse.Namespace) -> int:
+    base = _repo_path(args.repo) + "/secrets"
+    if args.action == "list":
+        if args.name:
+            raise _user_error("secret list takes the REPO only")
+        rows = _call(args, "GET", base)["secrets"]
+        print(f"{'NAME':<32}  {'UPDATED':<9}  BY")
+        for r in rows:
+            print(f"{r['name']:<32}  {_ago(r.get('updated_at')):<9}  {r.get('updated_by') or '-'}")
+        return 0
+    if not args.name:
+        raise _user_error(f"secret {args.action} needs REPO and NAME (e.g. clarity secret {args.action} acme/app DEPLOY_KEY)")
+    if args.action == "set":
+        made = _call(args, "PUT", f"{base}/{quote(args.name, safe='')}", {"value": _secret_value(args)})
+        print(f"secret {args.name} of {args.repo} {'set' if made.get('created') else 'replaced'}; tasks that name it "
+              f"(secrets: [{args.name}] or ${{secrets.{args.name}}}) get it")
+    else:
+        _call(args, "DELETE", f"{base}/{quote(args.name, safe='')}")
+        print(f"secret {args.name} of {args.repo} removed")
+    return 0
+
+
 def _cmd_runners(args: argparse.Namespace) -> int:
     if args.action == "list":
         runners = _call(args, "GET", "/api/v1/runners")["runners"]
@@ -737,6 +780,14 @@ def add_commands(sub: Any) -> None:
                           "(default: the key's prefix)")
     _remote(hook_key)
     hook_key.set_defaults(func=_cmd_webhook_key)
+
+    secret = sub.add_parser("secret", help="a repository's secrets for its runs on the controller (values never shown)")
+    secret.add_argument("action", choices=["set", "list", "remove"])
+    secret.add_argument("repo", metavar="REPO", help="the repository (owner/repo)")
+    secret.add_argument("name", nargs="?", metavar="NAME", help="set, remove: the secret's name, e.g. DEPLOY_KEY")
+    secret.add_argument("--value-file", metavar="FILE", help="set: read the value from FILE (default: stdin)")
+    _remote(secret)
+    secret.set_defaults(func=_cmd_secret)
 
     runners = sub.add_parser("runners", help="runner agents registered with a running controller")
     runners.add_argument("action", choices=["list", "disable", "enable"])

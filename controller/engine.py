@@ -720,6 +720,7 @@ class Scheduler:
         ctx_json = run.context
         if ctx_json.get("selected"):
             wf = select_tasks(wf, tuple(ctx_json["selected"]))
+        # Every secret of the run, masked in the controller's own lines and in each task's.
         secrets = {} if ctx_json.get("no_secrets") else dict(self.secrets(run))
         ctx = RunContext(
             run_id=run_id, workflow=wf, workspace=Workspace(**ctx_json["workspace"]), git=GitInfo(**ctx_json["git"]),

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from controller.engine import Scheduler
+from controller.engine import RunLoadError, Scheduler
 from controller.events import Events
 from controller.ratelimit import RateLimiter
 from controller.report import Reporting
+from controller.secretbox import SecretBox, SecretBoxError
 from controller.settings import Settings
 from controller.starter import Starter
 from controller.store.outbox import Outbox
 from controller.store.queue import Queue
+from controller.store.repo_secrets import RepoSecrets
 from controller.store.repos import ApiKeys, Repos
 from controller.store.runners import Runners
 from controller.store.runs import RunRow, Store
@@ -53,9 +55,24 @@ class Services:
                        outbox=outbox, reporting=reporting)
         services.events = Events(store, repos, services.starter)
         services.limiter = RateLimiter(settings.rate_limit)
+        scheduler.secrets = services.run_secrets
         scheduler.sources_for = services.run_sources  # `type: workflow` tasks read their sub-workflows here
         scheduler.on_state.append(services.events.run_finished)
         return services
+
+    def run_secrets(self, run: RunRow) -> dict[str, str]:
+        """The secrets of a run's repository (`clarity secret set`), opened; the scheduler keeps those
+        the workflow names."""
+        if run.repo_id is None:
+            return {}
+        sealed = RepoSecrets(self.store.engine).sealed(run.repo_id)
+        if not sealed:
+            return {}
+        try:
+            box = SecretBox.for_home(self.settings.home)
+            return {name: box.open(value) for name, value in sealed.items()}
+        except SecretBoxError as exc:
+            raise RunLoadError(f"the secrets of repository {run.repo} cannot be opened: {exc}") from None
 
     def run_sources(self, run: RunRow) -> Sources:
         """Where the sub-workflows of a run's `type: workflow` tasks are read: its repository at its

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from controller.api import deliveries, events, openapi, ops, queue, repos, runner, runners, runs, schedules
+from controller.api import deliveries, events, openapi, ops, queue, repos, runner, runners, runs, schedules, secrets
 from controller.api import inbound  # its routes go last: a catch-all POST under /api/v1/webhook
 from controller.api.errors import exception_handlers
 from controller.api.metrics import Metrics
@@ -25,6 +25,7 @@ def routes(services: Services, metrics: Metrics | None = None) -> list[BaseRoute
         *ops.routes(services, metrics),
         *openapi.routes(services),
         *repos.routes(services),
+        *secrets.routes(services),
         *runs.routes(services),
         *queue.routes(services),
         *deliveries.routes(services),

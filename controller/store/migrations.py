@@ -306,6 +306,21 @@ def _v8_composition(conn: sa.Connection) -> None:
     conn.execute(sa.text("CREATE INDEX ix_runs_parent ON runs (parent_run)"))
 
 
+def _v9_repo_secrets(conn: sa.Connection) -> None:
+    """Each repository's secrets (sealed), given to the tasks of its runs that ask for them."""
+    m = sa.MetaData()
+    sa.Table("repos", m, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table(
+        "repo_secrets", m,
+        sa.Column("repo_id", sa.Integer, sa.ForeignKey("repos.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("name", sa.Text, primary_key=True),
+        sa.Column("sealed", sa.Text, nullable=False),
+        sa.Column("updated_by", sa.Text),
+        sa.Column("updated_at", sa.Float, nullable=False),
+    )
+    m.tables["repo_secrets"].create(conn)
+
+
 MIGRATIONS: list[tuple[int, Migration]] = [
     (1, _v1_initial),
     (2, _v2_controller),
@@ -315,6 +330,7 @@ MIGRATIONS: list[tuple[int, Migration]] = [
     (6, _v6_plugin_trigger_state),
     (7, _v7_repo_plugin_permissions),
     (8, _v8_composition),
+    (9, _v9_repo_secrets),
 ]
 
 

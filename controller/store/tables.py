@@ -274,6 +274,16 @@ webhook_keys = sa.Table(
     sa.Index("ix_webhook_keys_repo", "repo_id"),
 )
 
+repo_secrets = sa.Table(
+    "repo_secrets",  # v9: a repository's secrets for its runs on a controller (controller.store.repo_secrets)
+    metadata,
+    sa.Column("repo_id", sa.Integer, sa.ForeignKey("repos.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),  # as a workflow names it: [A-Z_][A-Z0-9_]*
+    sa.Column("sealed", sa.Text, nullable=False),  # the value, sealed (controller.secretbox)
+    sa.Column("updated_by", sa.Text),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
 plugin_trigger_state = sa.Table(
     "plugin_trigger_state",  # v6: what a plugin trigger's last poll returned (controller.plugin_triggers)
     metadata,

@@ -21,6 +21,7 @@ SCRIPT_PATH = f"{CLARITY_DIR}/script.sh"
 DEFAULT_TIMEOUT_S = 3600.0
 
 
+
 class RenderError(Exception):
     """A value could not be resolved; the message names the expression and how to fix it."""
 
@@ -148,7 +149,7 @@ class _Resolver:
 
     def _secrets(self, ref: expr.Ref, parts: list[str]) -> str:
         if len(parts) != 1 or parts[0] not in self.ctx.secrets:
-            raise RenderError(f"{ref.raw}: secret '{'.'.join(parts)}' is not set (pass --secret NAME=VALUE or --secret-file NAME=PATH)")
+            raise RenderError(f"{ref.raw}: secret '{'.'.join(parts)}' is not set (clarity run: pass --secret NAME=VALUE or --secret-file NAME=PATH; a controller: clarity secret set REPO NAME)")
         return self.ctx.secrets[parts[0]]
 
     def _env(self, ref: expr.Ref, parts: list[str]) -> str:
@@ -285,7 +286,7 @@ def base_spec(task: Task, ctx: RunContext, results: Mapping[str, TaskResult], up
         if name not in ctx.secrets:
             raise RenderError(
                 f"task '{task.name}' needs secret '{name}', which is not set "
-                f"(pass --secret {name}=VALUE, --secret-file {name}=PATH, or set it in the environment)"
+                f"(clarity run: pass --secret {name}=VALUE or --secret-file {name}=PATH; a controller: clarity secret set REPO {name})"
             )
         env[name] = ctx.secrets[name]
 
