@@ -161,7 +161,7 @@ def _cmd_runs(args: argparse.Namespace) -> int:
 
     controller = _controller_url(args)
     if controller:
-        from controller.cli_server import remote_call
+        from controller.cli_remote import remote_call
 
         params = {"limit": args.limit}
         rows = remote_call(args, "GET", "/api/v1/runs", params=params)["runs"]
@@ -216,7 +216,7 @@ def _cmd_runs_show(args: argparse.Namespace) -> int:
     from controller.store.runs import NotFound
 
     if _controller_url(args):
-        from controller.cli_server import remote_call
+        from controller.cli_remote import remote_call
 
         run = remote_call(args, "GET", f"/api/v1/runs/{args.run}")
     else:
@@ -291,7 +291,7 @@ def _cmd_logs(args: argparse.Namespace) -> int:
     from controller.store.runs import NotFound
 
     if _controller_url(args):
-        from controller.cli_server import remote_call
+        from controller.cli_remote import remote_call
 
         run_json = remote_call(args, "GET", f"/api/v1/runs/{args.run}")
         tasks = [t["name"] for t in run_json["tasks"]]

@@ -245,7 +245,7 @@ def test_database_file_is_private(tmp_path: Path) -> None:
 def test_cli_finds_the_controller_clarity_up_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import argparse
 
-    from controller.cli_server import URL_FILE, _client
+    from controller.cli_remote import URL_FILE, make_client as _client
 
     monkeypatch.delenv("CLARITY_CONTROLLER", raising=False)
     home = Path(Settings.from_env().home)
