@@ -22,7 +22,7 @@ from controller.settings import Settings
 from controller.store.runs import Store
 from controller.triggers.manual import InputError, resolve_inputs
 from controller.triggers.match import why_not
-from controller.workflow import compose, dag, expr
+from controller.workflow import compose
 from controller.workflow.compile import GitInfo, RunContext, when_skip_reason
 from controller.workflow import extends
 from controller.workflow.lint import lint_text
@@ -266,12 +266,10 @@ def _add_image(images: dict[str, Pos], wf: Workflow, task: Task) -> None:
 
 def _value_pos(wf: Workflow, task: Task, key: str) -> Pos:
     """Where the value of a task's `key` is written (with `extends:`, in the file it comes from)."""
-    doc = wf.source
-    tasks = doc.data.get("workflow", {}).get("tasks", []) if isinstance(doc.data, dict) else []
-    for i, raw in enumerate(tasks):
-        if isinstance(raw, dict) and raw.get("name") == task.name:
-            return doc.pos(("workflow", "tasks", i, key))
-    return task.pos
+    from controller.workflow.uses import task_path
+
+    path = task_path(wf, task)
+    return wf.source.pos(path + (key,)) if path is not None else task.pos
 
 
 def _check_images(backend: Backend, images: Mapping[str, Pos]) -> None:

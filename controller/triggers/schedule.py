@@ -40,7 +40,6 @@ purpose. The work done by `due` does not grow with the length of an outage.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 import zoneinfo
@@ -53,6 +52,8 @@ from typing import Any
 import structlog
 from croniter import croniter
 from croniter.croniter import CroniterBadDateError, CroniterError
+
+from controller.workflow.diagnostics import suggest
 
 log = structlog.get_logger("clarity.schedule")
 
@@ -372,9 +373,8 @@ def _zone(name: str) -> zoneinfo.ZoneInfo:
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe" is a directory
-        close = difflib.get_close_matches(name, zoneinfo.available_timezones(), n=1, cutoff=0.8)
         raise ScheduleError(f"unknown time zone {name!r}: use an IANA name such as UTC or Europe/Berlin",
-                            "timezone", hint=f"did you mean '{close[0]}'?" if close else None) from None
+                            "timezone", hint=suggest(name, zoneinfo.available_timezones(), cutoff=0.8)) from None
 
 
 def _days(days: croniter, *, forward: bool) -> Iterator[datetime]:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import difflib
 import posixpath
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
@@ -34,7 +33,7 @@ from typing import Any, Iterator, Mapping
 from controller.triggers.manual import InputError, check_input, declared_inputs, resolve_inputs
 
 from . import expr
-from .diagnostics import Diagnostic, Pos, error
+from .diagnostics import Diagnostic, Pos, error, suggest
 from .load import JsonPath, Located
 from .model import Task, Workflow, env_value
 from .sources import WORKFLOW_DIR, FileRef, Loaded, SourceError, Sources, read_hint
@@ -134,9 +133,8 @@ def input_problems(sub: Workflow, given: Mapping[str, str | None]) -> Iterator[I
     for name, raw in given.items():
         if name not in declared:
             if declared:
-                close = difflib.get_close_matches(name, list(declared), n=1, cutoff=0.6)
                 yield InputProblem("unknown", name, f"{sub.file} has no input '{name}' (its inputs: "
-                                   f"{', '.join(declared)})", f"did you mean '{close[0]}'?" if close else None)
+                                   f"{', '.join(declared)})", suggest(name, declared))
             continue
         if raw is not None:
             try:

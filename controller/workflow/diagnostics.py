@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
-from typing import Iterable, Literal
+from typing import Any, Iterable, Literal
 
 Severity = Literal["error", "warning"]
 
@@ -67,3 +68,9 @@ def errors(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
 
 def warnings(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
     return [d for d in diagnostics if not d.is_error]
+
+
+def suggest(word: str, choices: Iterable[Any], cutoff: float = 0.6) -> str | None:
+    """`did you mean 'X'?` for the choice closest to a mistyped word, if one is close enough."""
+    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=cutoff)
+    return f"did you mean '{close[0]}'?" if close else None

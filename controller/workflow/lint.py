@@ -9,7 +9,6 @@ shape the schema just rejected.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -21,7 +20,7 @@ from controller.triggers.webhook import path_problem as webhook_path_problem
 
 from . import expr
 from .dag import build_edges, find_cycle
-from .diagnostics import Diagnostic, Pos, error, errors, sort, warning
+from .diagnostics import Diagnostic, Pos, error, errors, sort, suggest, warning
 from .extends import resolve
 from .load import JsonPath, Located, load
 from .model import Workflow, build
@@ -37,15 +36,10 @@ WORKFLOW_DIR = ".clarity"
 RENDERED_KEYS = ("commands", "env", "config", "workdir", "inputs")  # what the engine renders for a task
 
 
-def _suggest(word: str, names: Iterable[str]) -> str | None:
-    close = difflib.get_close_matches(word, list(names), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
-
-
 def _known_task(word: str, names: Iterable[str]) -> str:
     """A hint for a name that is no task: the closest task's name, or the names there are."""
     listed = list(names)
-    return _suggest(word, listed) or (f"the workflow's tasks: {', '.join(listed)}" if listed else "the workflow has no task")
+    return suggest(word, listed) or (f"the workflow's tasks: {', '.join(listed)}" if listed else "the workflow has no task")
 
 
 def _dicts(value: Any) -> list[tuple[int, dict[str, Any]]]:
@@ -109,13 +103,13 @@ class _Checker:
             for ref in refs:
                 where = self.doc.at(path, ref.start)
                 if (message := expr.problem(ref)) is not None:
-                    hint = _suggest(ref.root, expr.ROOTS) if ref.root not in expr.ROOTS else None
+                    hint = suggest(ref.root, expr.ROOTS) if ref.root not in expr.ROOTS else None
                     yield error(where, message, hint)
                 elif ref.root == "tasks":
                     yield from self._task_ref(ref, path, where)
                 elif ref.root == "inputs" and inputs is not None and ref.parts[0] not in inputs:
                     yield warning(where, f"{ref.raw}: no manual trigger declares the input '{ref.parts[0]}'",
-                                  _suggest(ref.parts[0], inputs))
+                                  suggest(ref.parts[0], inputs))
 
     def _task_ref(self, ref: expr.Ref, path: JsonPath, where: Pos) -> Iterator[Diagnostic]:
         target = ref.parts[0]

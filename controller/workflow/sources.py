@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
+from controller.workflow.diagnostics import suggest
 from runner.workspace import WorkspaceCache, WorkspaceError
 
 WORKFLOW_DIR = ".clarity"
@@ -126,9 +127,9 @@ def _ref_hint(wanted: str, refs: Mapping[str, str]) -> str:
     """For a ref that is not there: the closest tag or branch, or the ones there are."""
     tags = sorted(r.removeprefix("refs/tags/") for r in refs if r.startswith("refs/tags/"))
     branches = sorted(r.removeprefix("refs/heads/") for r in refs if r.startswith("refs/heads/"))
-    close = difflib.get_close_matches(wanted, tags + branches, n=1, cutoff=0.6)
+    close = suggest(wanted, tags + branches)
     if close:
-        return f"did you mean '{close[0]}'?"
+        return close
     shown = [f"{what}: {', '.join(names) if len(names) <= _LISTED else f'{len(names)} of them'}"
              for what, names in (("tags", tags), ("branches", branches)) if names]
     if not shown:

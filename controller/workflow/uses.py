@@ -18,7 +18,7 @@ from .model import Task, Workflow
 _RENDERED = ("commands", "env", "config", "workdir", "inputs")
 
 
-def _task_path(wf: Workflow, task: Task) -> JsonPath | None:
+def task_path(wf: Workflow, task: Task) -> JsonPath | None:
     """Where `task` is in the workflow's (resolved) document; None if it is not there."""
     tasks = wf.source.data.get("workflow", {}).get("tasks") if isinstance(wf.source.data, dict) else None
     for i, raw in enumerate(tasks if isinstance(tasks, list) else []):
@@ -46,7 +46,7 @@ def reads(wf: Workflow, task: Task, root: str) -> list[tuple[str, Pos]]:
     each once, with the position of its first mention: the `secrets:` entry, else the
     expression in the task's commands, env, config, workdir or inputs, else in the workflow's env."""
     found: dict[str, Pos] = {}
-    base = _task_path(wf, task)
+    base = task_path(wf, task)
     if root == "secrets":
         for j, name in enumerate(task.secrets):
             found.setdefault(name, wf.source.pos(base + ("secrets", j)) if base is not None else task.pos)

@@ -7,7 +7,6 @@ is fine where a boolean is wanted, worth a warning where any value goes.
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 from collections.abc import Collection, Iterator
 from typing import Any, Mapping
@@ -15,7 +14,7 @@ from typing import Any, Mapping
 import jsonschema
 from jsonschema.exceptions import ValidationError
 
-from .diagnostics import Diagnostic, error, warning
+from .diagnostics import Diagnostic, error, suggest, warning
 from .load import JsonPath, Located
 from .schema import LABEL_PATTERN, TaskTypes, schema
 from .units import parse_duration, parse_size
@@ -57,11 +56,6 @@ def _where(path: JsonPath, data: Any) -> str:
     return ""
 
 
-def _suggest(word: str, choices: Any) -> str | None:
-    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
-
-
 def _key(path: JsonPath) -> str:
     named = [p for p in path if isinstance(p, str)]
     return named[-1] if named else "document"
@@ -98,7 +92,7 @@ def _pattern_hint(title: str, value: Any) -> str | None:
 
 def _type_hint(kind: str, value: Any, known: Any, broken: Collection[str]) -> str:
     """How to get a task or trigger type that is not known: it is a slip of the pen, or a plugin's."""
-    close = _suggest(str(value), known)
+    close = suggest(str(value), known)
     if close is not None:
         return close
     if value in broken:
@@ -121,7 +115,7 @@ def _diagnose(e: ValidationError, doc: Located, broken: Collection[str] = ()) ->
         known = e.schema.get("properties", {})
         for extra in (k for k in value if k not in known):
             yield error(doc.key_pos(path + (extra,)), f"unknown key '{extra}'{where}",
-                        _suggest(extra, known) or f"allowed keys: {', '.join(known)}")
+                        suggest(extra, known) or f"allowed keys: {', '.join(known)}")
     elif kind == "required" and isinstance(value, dict):
         for missing in (k for k in e.validator_value if k not in value):
             hint = "a workflow file starts with 'workflow:'" if path == () else None
@@ -131,7 +125,7 @@ def _diagnose(e: ValidationError, doc: Located, broken: Collection[str] = ()) ->
     elif kind == "enum":
         choices = ", ".join(str(c) for c in e.validator_value)
         what = _key(path)
-        hint = _suggest(str(value), e.validator_value)
+        hint = suggest(str(value), e.validator_value)
         if what == "type" and len(path) > 1 and path[1] in ("tasks", "triggers"):
             what = "task type" if path[1] == "tasks" else "trigger type"
             hint = _type_hint(what, value, e.validator_value, broken)
