@@ -316,12 +316,27 @@ class Scheduler:
         if listener is not None:
             listener.task_started(item.task, item.attempt)
 
+    def _run_masker(self, run_id: int) -> Masker | None:
+        """Every secret of the run: the runner masked a task's lines with that task's own secrets,
+        and here they are masked with all of them (a value that reached the task another way, an
+        upstream output) before they are stored or shown."""
+        loaded = self._loaded.get(run_id)  # the usual case: no lock taken on the log path
+        if loaded is None:
+            try:
+                with self._lock(run_id):
+                    loaded = self._load(run_id)
+            except RunLoadError:
+                return None
+        return loaded.masker if loaded.masker else None
+
     def logged(self, item: Item, lines: Sequence[LogLine]) -> None:
-        self.store.put_logs(item.run_id, item.task, [(item.log_offset + l.seq, l.ts, l.line) for l in lines])
+        masker = self._run_masker(item.run_id)
+        texts = [masker.mask(l.line) if masker is not None else l.line for l in lines]
+        self.store.put_logs(item.run_id, item.task, [(item.log_offset + l.seq, l.ts, text) for l, text in zip(lines, texts)])
         listener = self._listeners.get(item.run_id)
         if listener is not None:
-            for line in lines:
-                listener.task_log(item.task, line.line)
+            for text in texts:
+                listener.task_log(item.task, text)
 
     def finished(self, item: Item, result: TaskResult) -> None:
         run_id = item.run_id
@@ -330,6 +345,10 @@ class Scheduler:
                 loaded = self._load(run_id)
             except RunLoadError:
                 return
+            if loaded.masker:  # see _run_masker
+                result = dataclasses.replace(result, error=loaded.masker.mask(result.error) if result.error else result.error,
+                                 output=loaded.masker.mask_value(result.output),
+                                 outputs={k: loaded.masker.mask(v) for k, v in result.outputs.items()})
             task = loaded.tasks.get(item.task)
             canceling = self.store.get_run(run_id).state == "canceling"
             log.info("task finished", run=run_id, task=item.task, attempt=item.attempt, outcome=result.outcome.value,
@@ -665,8 +684,8 @@ class Scheduler:
 
     @staticmethod
     def _should_retry(task: Task, result: TaskResult, attempt: int) -> bool:
-        if result.outcome is Outcome.ERRORED:
-            return attempt <= max(task.retries, AUTO_RETRIES_ERRORED)
+        if result.outcome is Outcome.ERRORED:  # infrastructure: once more anyway, unless it cannot help
+            return result.retryable and attempt <= max(task.retries, AUTO_RETRIES_ERRORED)
         if result.outcome in (Outcome.FAILED, Outcome.TIMED_OUT):
             return attempt <= task.retries
         return False
@@ -720,7 +739,6 @@ class Scheduler:
         ctx_json = run.context
         if ctx_json.get("selected"):
             wf = select_tasks(wf, tuple(ctx_json["selected"]))
-        # Every secret of the run, masked in the controller's own lines and in each task's.
         secrets = {} if ctx_json.get("no_secrets") else dict(self.secrets(run))
         ctx = RunContext(
             run_id=run_id, workflow=wf, workspace=Workspace(**ctx_json["workspace"]), git=GitInfo(**ctx_json["git"]),

@@ -173,7 +173,9 @@ def execute(
             with _phase(timings, "start"):
                 backend.start(handle)
             running = time.perf_counter()
-        except (BackendError, WorkspaceError, StageError) as e:
+        except BackendError as e:
+            return result(Outcome.ERRORED, error=str(e), retryable=not e.permanent)
+        except (WorkspaceError, StageError) as e:
             return result(Outcome.ERRORED, error=str(e))
         except OSError as e:
             return result(Outcome.ERRORED, error=f"could not prepare the task's files: {e}")
@@ -385,17 +387,7 @@ def _parse_output(text: str, masker: Masker) -> Any:
         value = json.loads(text)
     except ValueError:
         return masker.mask(text)
-    return _mask_json(value, masker)
-
-
-def _mask_json(value: Any, masker: Masker) -> Any:
-    if isinstance(value, str):
-        return masker.mask(value)
-    if isinstance(value, list):
-        return [_mask_json(v, masker) for v in value]
-    if isinstance(value, dict):
-        return {masker.mask(k): _mask_json(v, masker) for k, v in value.items()}
-    return value
+    return masker.mask_value(value)
 
 
 _HEREDOC = re.compile(r"^([^=<\s][^=<]*)<<(\S+)$")

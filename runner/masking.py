@@ -17,7 +17,7 @@ two chunks is still seen whole.
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 MASK = "********"
 MIN_LEN = 3
@@ -64,6 +64,19 @@ class Masker:
             cur_start, cur_end = s, e
         out += [text[pos:cur_start], MASK, text[cur_end:]]
         return "".join(out)
+
+
+    def mask_value(self, value: Any) -> Any:
+        """A JSON value with every string in it (keys too) masked."""
+        if not self._needles:
+            return value
+        if isinstance(value, str):
+            return self.mask(value)
+        if isinstance(value, list):
+            return [self.mask_value(v) for v in value]
+        if isinstance(value, dict):
+            return {self.mask(k): self.mask_value(v) for k, v in value.items()}
+        return value
 
 
 class LineSplitter:

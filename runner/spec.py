@@ -148,6 +148,7 @@ class TaskResult:
     artifacts_dir: str | None = None  # runner-side directory holding the collected artifacts
     error: str | None = None  # a human sentence: why it errored / timed out / was OOM-killed
     oom_killed: bool = False
+    retryable: bool = True  # False: an error that trying again cannot change (the image does not exist)
 
     @property
     def duration_s(self) -> float | None:
@@ -159,6 +160,8 @@ class TaskResult:
         data = asdict(self)
         data["outcome"] = self.outcome.value
         data["outputs"] = dict(self.outputs)
+        if self.retryable:  # the default: left out, as a runner before it sent it
+            del data["retryable"]
         return data
 
     @classmethod

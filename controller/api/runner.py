@@ -163,7 +163,7 @@ def parse_result(f: Fields) -> TaskResult:
         output=f.raw("output", None), outputs=outputs,
         artifacts_dir=_optional(f, "artifacts_dir", (str,), "a string or null"),
         error=_optional(f, "error", (str,), "a string or null"),
-        oom_killed=f.boolean("oom_killed", False),
+        oom_killed=f.boolean("oom_killed", False), retryable=f.boolean("retryable", True),
     )
     f.done()
     return result

@@ -14,12 +14,20 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from controller.workflow import expr, globs
+from controller.workflow.uses import reads
 from controller.workflow.model import Task, When, Workflow, env_value
 from runner.spec import CLARITY_DIR, WORKSPACE_PATH, ArtifactIn, File, Limits, TaskResult, TaskSpec, Workspace
 
 SCRIPT_PATH = f"{CLARITY_DIR}/script.sh"
 DEFAULT_TIMEOUT_S = 3600.0
 
+
+def task_secrets(wf: Workflow, task: Task) -> list[str]:
+    """The secrets `task` reads (`secrets:`, `${secrets.NAME}` in its values or the workflow's env):
+    the only ones its spec carries, in its environment and among the values its runner masks. A
+    runner never receives another task's; the controller masks what comes back with all of the
+    run's (engine.Scheduler.logged, finished)."""
+    return [name for name, _pos in reads(wf, task, "secrets")]
 
 
 class RenderError(Exception):
@@ -324,7 +332,7 @@ def base_spec(task: Task, ctx: RunContext, results: Mapping[str, TaskResult], up
         timeout_s=task.timeout_s or DEFAULT_TIMEOUT_S,
         limits=Limits(memory_bytes=task.memory_bytes, cpus=task.cpus, pids=task.pids or 512),
         network=task.network,
-        mask=tuple(v for v in ctx.secrets.values() if v),
+        mask=tuple(v for name in task_secrets(wf, task) if (v := ctx.secrets.get(name))),
         artifacts=task.artifacts,
         artifacts_in=artifacts_in,
         attempt=attempt,

@@ -27,7 +27,10 @@ class Exit:
 class BackendError(Exception):
     """Infrastructure failed (engine unreachable, image missing and not pullable, ...).
 
-    The message is a sentence for the user; the task's outcome becomes ERRORED."""
+    The message is a sentence for the user; the task's outcome becomes ERRORED. `permanent`: trying
+    again cannot help (an image that does not exist), so the task is not retried."""
+
+    permanent = False
 
 
 class Backend(Protocol):

@@ -40,7 +40,8 @@ class ImageUnavailable(BackendError):
     words on one line; `hint`: what to do; `permanent`: trying again cannot help (see above)."""
 
     def __init__(self, image: str, reason: str, *, permanent: bool) -> None:
-        self.image, self.reason, self.permanent = image, reason, permanent
+        self.image, self.reason = image, reason
+        self.permanent = permanent
         self.hint = image_hint(image)
         super().__init__(f"image {image!r} is not present locally and could not be pulled ({reason}); {self.hint}")
 

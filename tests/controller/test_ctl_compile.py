@@ -91,7 +91,7 @@ CASES: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
         "workdir": "/workspace/sub/dir", "timeout_s": 90.0,
         "limits": Limits(memory_bytes=512 * 1024 * 1024, cpus=1.5, pids=100),
         "network": "bridge",
-        "mask": ("s3cr3t-value", "other-secret"),  # every secret of the run, empty ones dropped
+        "mask": ("s3cr3t-value",),  # the secrets this task reads, not OTHER: a runner never gets another task's
         "artifacts": ("dist/", "*.log"),
         "env_sub": {
             "GLOBAL": "g-01234567", "WHO": "Dev One", "SHARED": "from-task", "NUM": "3",

@@ -278,6 +278,7 @@ def test_image_the_registry_does_not_have_is_permanent(registry: Registry, make_
     error = (f"image '{gone}' is not present locally and could not be pulled (registry 127.0.0.1:{registry.port} "
              "has no such image: manifest unknown); build or load it locally (docker build / docker load), or fix the name")
     assert result.outcome is Outcome.ERRORED and result.error == error
+    assert result.retryable is False  # the scheduler does not try it again
     assert lines == [f"[clarity] {error}"]  # the reason, once
     with pytest.raises(ImageUnavailable) as caught:
         DockerBackend(docker_client, pull=True).ensure_image(gone)
@@ -303,7 +304,7 @@ def test_unreachable_registry_is_transient(make_spec: Callable[..., TaskSpec],
 
     closed = "127.0.0.1:1/team/app:1"
     result, lines = run_pulling(make_spec("true", image=closed))
-    assert result.outcome is Outcome.ERRORED
+    assert result.outcome is Outcome.ERRORED and result.retryable is True
     assert result.error == (f"image '{closed}' is not present locally and could not be pulled (registry 127.0.0.1:1 "
                             "cannot be reached: it refused the connection); build or load it locally "
                             "(docker build / docker load), or fix the name")
