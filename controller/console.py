@@ -6,10 +6,11 @@ plain lines only, one per event, nothing redrawn.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
-from typing import IO, Sequence
+from typing import IO, Callable, Sequence, cast
 
 from runner.spec import Outcome, TaskResult
 
@@ -31,6 +32,51 @@ def printable(text: str) -> str:
     """A task's line made safe for a terminal: control characters (escape sequences that could
     retitle, clear or rewrite the user's screen) are shown as \\xNN; tabs are kept."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+class GuardedOutput:
+    """`clarity run`'s output, surviving its reader going away (`clarity run | head`): the first
+    write to a closed pipe calls `on_close` once (the run is canceled: nobody watches it) and the
+    stream is pointed at /dev/null, so nothing after it (nor Python's flush at exit) fails."""
+
+    def __init__(self, out: IO[str], on_close: Callable[[], None]) -> None:
+        self.out, self.on_close = out, on_close
+        self.closed = False
+        self._lock = threading.Lock()
+
+    def as_io(self) -> IO[str]:
+        return cast(IO[str], self)
+
+    def _gone(self) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.out.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):  # not a file (a test's buffer): nothing to point
+            pass
+        self.on_close()
+
+    def write(self, text: str) -> int:
+        if not self.closed:
+            try:
+                self.out.write(text)
+            except (BrokenPipeError, ConnectionResetError):
+                self._gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.closed:
+            try:
+                self.out.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                self._gone()
+
+    def isatty(self) -> bool:
+        return self.out.isatty()
 
 
 def fmt_duration(seconds: float | None) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Mapping
 
-from controller.console import Console, summary_table
+from controller.console import Console, GuardedOutput, summary_table
 from controller.engine import RunSpec, Scheduler
 from controller.peer import InProcessPeer
 from controller.store.queue import Queue
@@ -26,10 +26,11 @@ from controller.workflow import compose
 from controller.workflow.compile import GitInfo, RunContext, when_skip_reason
 from controller.workflow import extends
 from controller.workflow.lint import lint_text
-from controller.workflow.diagnostics import Pos
+from controller.workflow.diagnostics import Diagnostic, Pos
 from controller.workflow.model import Task, Workflow
 from controller.workflow.select import SelectError, select_tasks
 from controller.workflow.sources import Loaded, LocalSources, SourceError
+from controller.workflow.uses import missing_inputs, missing_secrets
 from runner import owner
 from runner.agent import Agent
 from runner.backends.base import Backend, BackendError
@@ -173,6 +174,8 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
     # `type: workflow` tasks: their sub-runs read from the same sources, and run here too
     subs = [sub for wf, source, _i in prepared
             for sub in compose.sub_workflows(wf, sources, sources.own(source.path, source.text, source.blob_sha))]
+    _report_missing([d for sub_wf in subs for task in sub_wf.tasks  # their inputs come from the parent
+                     for d in missing_secrets(sub_wf, task, options.secrets)])
     for sub_wf in subs:
         for task in sub_wf.tasks:
             _add_image(images, sub_wf, task)
@@ -197,6 +200,8 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
     previous_switch = sys.getswitchinterval()
     sys.setswitchinterval(0.001)
     agent.start()
+    guarded = GuardedOutput(out, cancel.set)  # `clarity run | head`: the run stops when the reader goes
+    out = guarded.as_io()
     tty = out.isatty()
     verdicts: list[str] = []
     try:
@@ -242,6 +247,8 @@ def run_local(cwd: Path, settings: Settings, options: LocalRunOptions, cancel: t
     finally:
         agent.stop()
         sys.setswitchinterval(previous_switch)
+    if guarded.closed:
+        return 141  # as a process killed by SIGPIPE: the reader went away, the run was canceled
     if cancel.is_set():
         return 130
     return 0 if verdicts and all(v == Outcome.SUCCEEDED.value for v in verdicts) else 1
@@ -323,13 +330,15 @@ def _shown_names(wf: Workflow, sources: LocalSources, loaded: Loaded, subs: list
 def _check_values(ctx: RunContext) -> None:
     """Every secret a task that will run declares (`secrets:`) or reads (`${secrets.NAME}`), and
     every input it reads (`${inputs.NAME}`), is given: found before anything runs."""
-    from controller.workflow.uses import missing_inputs, missing_secrets
-
     wf = ctx.workflow
     problems = []
     for task in wf.tasks:
         if when_skip_reason(task.when, ctx) is None:
             problems += missing_secrets(wf, task, ctx.secrets) + missing_inputs(wf, task, ctx.inputs)
+    _report_missing(problems)
+
+
+def _report_missing(problems: list[Diagnostic]) -> None:
     for d in problems:
         print(d.format(), file=sys.stderr)
     if problems:
