@@ -18,11 +18,12 @@ from typing import Any, Iterable, Sequence
 from controller import __version__
 from controller.errors import UserError
 from controller.settings import Settings, SettingsError
+from controller.workflow.schema import SECRET_NAME_PATTERN
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELED = 0, 1, 2, 130
 
 
-_SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SECRET_NAME = re.compile(SECRET_NAME_PATTERN)
 
 
 
@@ -73,7 +74,8 @@ def collect_secrets(
             raise UserError(f"--secret-file {name}={path}: not UTF-8 text (encode a binary secret, e.g. base64)") from None
     for name in secrets:
         if not _SECRET_NAME.fullmatch(name):
-            raise UserError(f"secret name {name!r} is not valid: use letters, digits and _ (e.g. DEPLOY_KEY)")
+            raise UserError(f"secret name {name!r} is not valid: use capital letters, digits and _, not starting "
+                            "with a digit, as workflows name them (e.g. DEPLOY_KEY)")
     return secrets
 
 

@@ -263,6 +263,11 @@ def _secret_value(args: argparse.Namespace) -> str:
     else:
         text = sys.stdin.read()
     text = text[:-1] if text.endswith("\n") else text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # stdin's bytes that are not UTF-8 arrive as surrogates
+        raise user_error(f"the value of {args.name} is not UTF-8 text: give a text value (base64-encode binary "
+                         "data and decode it in the task)") from None
     if not text:
         raise user_error(f"the value of {args.name} is empty: give it on stdin or with --value-file FILE")
     return text
@@ -274,6 +279,9 @@ def _cmd_secret(args: argparse.Namespace) -> int:
         if args.name:
             raise user_error("secret list takes the REPO only")
         rows = remote_call(args, "GET", base)["secrets"]
+        if not rows:
+            print(f"{args.repo} has no secrets (clarity secret set {args.repo} NAME)")
+            return 0
         print(f"{'NAME':<32}  {'UPDATED':<9}  BY")
         for r in rows:
             print(f"{r['name']:<32}  {ago(r.get('updated_at')):<9}  {r.get('updated_by') or '-'}")
@@ -281,7 +289,13 @@ def _cmd_secret(args: argparse.Namespace) -> int:
     if not args.name:
         raise user_error(f"secret {args.action} needs REPO and NAME (e.g. clarity secret {args.action} acme/app DEPLOY_KEY)")
     if args.action == "set":
-        made = remote_call(args, "PUT", f"{base}/{quote(args.name, safe='')}", {"value": _secret_value(args)})
+        from runner.masking import MIN_LEN
+
+        value = _secret_value(args)
+        made = remote_call(args, "PUT", f"{base}/{quote(args.name, safe='')}", {"value": value})
+        if len(value) < MIN_LEN:
+            print(f"clarity: warning: a value shorter than {MIN_LEN} characters cannot be masked in logs",
+                  file=sys.stderr)
         print(f"secret {args.name} of {args.repo} {'set' if made.get('created') else 'replaced'}; tasks that name it "
               f"(secrets: [{args.name}] or ${{secrets.{args.name}}}) get it")
     else:

@@ -747,6 +747,7 @@ class Scheduler:
             changed_files=tuple(ctx_json["changed_files"]) if ctx_json.get("changed_files") is not None else None,
             grants={k: frozenset(v) for k, v in (ctx_json.get("grants") or {}).items()},
             storage_root=ctx_json.get("storage_root"),
+            secrets_from=run.repo if run.repo_id is not None else None, no_secrets=bool(ctx_json.get("no_secrets")),
         )
         loaded = _Loaded(ctx=ctx, tasks={t.name: t for t in wf.tasks}, order=[t.name for t in wf.tasks],
                          edges=dag.edges(wf), masker=Masker(secrets.values()))

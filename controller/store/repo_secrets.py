@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from controller.store import tables
+from controller.workflow.schema import SECRET_NAME_PATTERN
 
-NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+NAME = re.compile(SECRET_NAME_PATTERN)  # as a workflow names them
 MAX_VALUE_BYTES = 64 * 1024
 
 t = tables.repo_secrets

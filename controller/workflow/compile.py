@@ -64,6 +64,16 @@ class RunContext:
     changed_files: tuple[str, ...] | None = None  # None: unknown, path conditions match
     grants: Mapping[str, frozenset[str]] = field(default_factory=dict)  # plugin -> permissions granted here
     storage_root: str | None = None  # where storage tasks write (on the runners' machines)
+    secrets_from: str | None = None  # the controller's repository whose secrets the run has; None: clarity run
+    no_secrets: bool = False  # a pull request from a fork: no secret at all
+
+    def missing_secret(self, name: str) -> str:
+        """Why a secret the run names is not there, and how to give it: `secret 'X' <this>`."""
+        if self.no_secrets:
+            return "is not given to this run: a pull request from a fork gets no secrets"
+        how = (f"clarity secret set {self.secrets_from} {name}" if self.secrets_from is not None
+               else f"pass --secret {name}=VALUE or --secret-file {name}=PATH")
+        return f"is not set ({how})"
     plugins: Any = None  # a controller.plugins.Registry; None: the installed plugins
 
 
@@ -157,7 +167,8 @@ class _Resolver:
 
     def _secrets(self, ref: expr.Ref, parts: list[str]) -> str:
         if len(parts) != 1 or parts[0] not in self.ctx.secrets:
-            raise RenderError(f"{ref.raw}: secret '{'.'.join(parts)}' is not set (clarity run: pass --secret NAME=VALUE or --secret-file NAME=PATH; a controller: clarity secret set REPO NAME)")
+            name = ".".join(parts) or "NAME"
+            raise RenderError(f"{ref.raw}: secret '{name}' {self.ctx.missing_secret(name)}")
         return self.ctx.secrets[parts[0]]
 
     def _env(self, ref: expr.Ref, parts: list[str]) -> str:
@@ -292,10 +303,7 @@ def base_spec(task: Task, ctx: RunContext, results: Mapping[str, TaskResult], up
             env[key] = expr.render(str(value), resolve)
     for name in task.secrets:
         if name not in ctx.secrets:
-            raise RenderError(
-                f"task '{task.name}' needs secret '{name}', which is not set "
-                f"(clarity run: pass --secret {name}=VALUE or --secret-file {name}=PATH; a controller: clarity secret set REPO {name})"
-            )
+            raise RenderError(f"task '{task.name}' needs secret '{name}', which {ctx.missing_secret(name)}")
         env[name] = ctx.secrets[name]
 
     files: list[File] = []

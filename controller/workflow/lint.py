@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
 
 from controller.triggers.schedule import Schedule, ScheduleError
 from controller.triggers.webhook import path_problem as webhook_path_problem
@@ -24,7 +24,7 @@ from .diagnostics import Diagnostic, Pos, error, errors, sort, suggest, warning
 from .extends import resolve
 from .load import JsonPath, Located, load
 from .model import Workflow, build
-from .schema import TaskTypes
+from .schema import SECRET_NAME_PATTERN, TaskTypes
 from .sources import Loaded, Sources
 
 if TYPE_CHECKING:
@@ -34,6 +34,12 @@ from .validate import validate
 
 WORKFLOW_DIR = ".clarity"
 RENDERED_KEYS = ("commands", "env", "config", "workdir", "inputs")  # what the engine renders for a task
+
+
+def _secret_name(name: str) -> str:
+    """A secret's name as it may be written: `deploy-key` -> `DEPLOY_KEY`."""
+    upper = re.sub(r"[^A-Z0-9_]", "_", name.upper())
+    return "_" + upper if upper[:1].isdigit() else upper
 
 
 def _known_task(word: str, names: Iterable[str]) -> str:
@@ -107,6 +113,10 @@ class _Checker:
                     yield error(where, message, hint)
                 elif ref.root == "tasks":
                     yield from self._task_ref(ref, path, where)
+                elif ref.root == "secrets" and not re.fullmatch(SECRET_NAME_PATTERN, ref.parts[0]):
+                    yield error(where, f"{ref.raw}: secret names are capital letters, digits and '_', not "
+                                       f"starting with a digit", f"write ${{secrets.{_secret_name(ref.parts[0])}}} "
+                                       "(and give it under that name: --secret, clarity secret set)")
                 elif ref.root == "inputs" and inputs is not None and ref.parts[0] not in inputs:
                     yield warning(where, f"{ref.raw}: no manual trigger declares the input '{ref.parts[0]}'",
                                   suggest(ref.parts[0], inputs))
@@ -223,6 +233,7 @@ def lint_text(text: str, file: str, task_types: TaskTypes | None = None, *, plug
     `sources` reads the bases of `extends:` (`loaded`: this file as read, which relative bases
     are next to); the model's `source` is then the resolved document (extends.Resolved)."""
     from controller.plugins import check, installed
+    from controller.plugins.payload import warnings as payload_warnings
 
     doc, diags = load(text, file)
     if doc is None:
@@ -240,6 +251,7 @@ def lint_text(text: str, file: str, task_types: TaskTypes | None = None, *, plug
     diags.extend(validate(doc, types, registry.trigger_schemas() if registry is not None else None, broken=broken))
     if registry is not None:  # before the checks that need a valid document: all problems in one pass
         diags.extend(check.versions(doc, pins, registry))
+        diags.extend(payload_warnings(doc, registry))
     diags.extend(_Checker(doc).run())
     from .compose import check as check_compose  # `type: workflow` tasks and `outputs:`
 

@@ -93,7 +93,7 @@ def test_a_missing_secret_fails_the_task_saying_how_to_set_it(api: Api, tmp_path
     peer.finish(build.lease_id, TaskResult(Outcome.SUCCEEDED, exit_code=0, started_at=time.time(), finished_at=time.time()))
     tasks = {t["name"]: t for t in api.get(f"/api/v1/runs/{run_id}").json()["tasks"]}
     assert tasks["deploy"]["state"] in ("failed", "errored"), tasks["deploy"]
-    assert "clarity secret set REPO DEPLOY_KEY" in tasks["deploy"]["error"], tasks["deploy"]
+    assert "needs secret 'DEPLOY_KEY', which is not set (clarity secret set acme/app DEPLOY_KEY)" in tasks["deploy"]["error"], tasks["deploy"]
 
 
 def test_secret_requests_are_checked(api: Api, tmp_path: Path) -> None:
@@ -139,13 +139,23 @@ def test_clarity_secret_on_a_controller_reaches_the_task_masked(tmp_path: Path, 
                                   env=ctl.env, input=stdin, capture_output=True, text=True, timeout=60, cwd=ROOT)
 
         assert clarity("repo", "add", "acme/app", "--url", str(src)).returncode == 0
+        assert clarity("secret", "list", "acme/app").stdout.startswith("acme/app has no secrets")
+        short = clarity("secret", "set", "acme/app", "PIN", stdin="42\n")
+        assert short.returncode == 0 and "cannot be masked in logs" in short.stderr, short.stderr
+        assert clarity("secret", "remove", "acme/app", "PIN").returncode == 0
         done = clarity("secret", "set", "acme/app", "DEPLOY_KEY", stdin="s3cret-from-stdin\n")
         assert done.returncode == 0, done.stderr
         assert done.stdout.startswith("secret DEPLOY_KEY of acme/app set") and "s3cret" not in done.stdout
+        assert "cannot be masked" not in done.stderr
         listed = clarity("secret", "list", "acme/app")
         assert "DEPLOY_KEY" in listed.stdout and "s3cret" not in listed.stdout
         empty = clarity("secret", "set", "acme/app", "OTHER", stdin="")
         assert empty.returncode == 2 and "is empty" in empty.stderr and "Traceback" not in empty.stderr
+        binary = subprocess.run([sys.executable, "-m", "controller.cli", "secret", "set", "acme/app", "BIN",
+                                 "--controller", ctl.url], env=ctl.env, input=b"\xff\xfe", capture_output=True,
+                                timeout=60, cwd=ROOT)
+        assert binary.returncode == 2 and b"is not UTF-8 text" in binary.stderr, binary.stderr
+        assert b"Traceback" not in binary.stderr
         assert clarity("trigger", "acme/app").returncode == 0
         headers = {"Authorization": f"Bearer {(home / 'api-key').read_text().strip()}"}
 

@@ -189,7 +189,8 @@ workflow:
 
 @pytest.mark.parametrize("case", [
     "not a repo", "no commits", "no workflow files", "lint errors", "unknown task", "bad number input",
-    "missing required input", "unknown input", "missing secret", "missing secret expression", "bad --input",
+    "missing required input", "unknown input", "missing secret", "missing secret expression",
+    "missing secret of a sub-workflow", "bad --input",
     "bad --secret", "missing --secret-file", "file outside the repository", "file not committed",
 ])
 def test_run_user_errors(case: str, cli: Cli, make_repo: Callable[..., Repo], tmp_path: Path) -> None:
@@ -224,6 +225,11 @@ def test_run_user_errors(case: str, cli: Cli, make_repo: Callable[..., Repo], tm
     elif case == "missing secret expression":
         cwd = make_repo({".clarity/d.yaml": CI.replace("echo testing", "echo ${secrets.API}")}).path
         expect = ["task 'test' needs secret 'API'"]
+    elif case == "missing secret of a sub-workflow":  # d.yaml runs only as the sub-run of p.yaml
+        child = SECRET.replace("  tasks:", "  triggers:\n    - type: manual\n  tasks:", 1)
+        parent = "workflow:\n  name: p\n  tasks:\n    - {name: call, type: workflow, workflow: d.yaml}\n"
+        cwd = make_repo({".clarity/d.yaml": child, ".clarity/p.yaml": parent}).path
+        expect = ["task 'deploy' needs secret 'DEPLOY_KEY'", "--secret DEPLOY_KEY=VALUE"]
     elif case == "bad --input":
         cwd, args, expect = make_repo({".clarity/ci.yaml": CI}).path, ["--input", "novalue"], ["--input 'novalue' must look like NAME=VALUE"]
     elif case == "bad --secret":

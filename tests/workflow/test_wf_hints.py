@@ -359,3 +359,18 @@ def test_a_secret_not_given_is_reported_where_it_is_used(tmp_path: Path) -> None
     assert [d.format() for d in missing_inputs(wf, deploy, {})] == [
         ".clarity/ci.yaml:13:16: error: task 'deploy' reads input 'version', which was not given\n"
         "  hint: pass --input version=VALUE, or give it a default in a manual trigger's inputs"]
+
+
+def test_a_secret_name_no_controller_takes_is_a_lint_error(registry: Registry) -> None:
+    # `clarity secret set` and the `secrets:` list take capital names only: `${secrets.lower}` could
+    # be given to `clarity run` but never set on a controller
+    assert lint("""\
+        workflow:
+          name: w
+          tasks:
+            - name: a
+              image: busybox
+              commands: ["echo ${secrets.DEPLOY_KEY} ${secrets.deploy-key}"]
+        """, registry) == [
+        "w.yaml:6:46: error: ${secrets.deploy-key}: secret names are capital letters, digits and '_', not starting "
+        "with a digit\n  hint: write ${secrets.DEPLOY_KEY} (and give it under that name: --secret, clarity secret set)"]
