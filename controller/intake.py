@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from controller.forges import FORGES, HookError
+from controller.forges import FORGES, HookError, not_acted_on
 from controller.services import Services
 from controller.starter import Outcome, StartError
 from controller.store import deliveries as store_deliveries
@@ -129,7 +129,7 @@ class IntakeWorker:
         elif isinstance(event, PingEvent):
             return "ignored", "ping"
         else:
-            return "ignored", f"Clarity does not act on {row.event!r} events"
+            return "ignored", not_acted_on(row.event, payload)
         return "processed", describe(outcome)
 
 

@@ -7,6 +7,7 @@ reads the environment after start-up: the value is passed in explicitly.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -232,15 +233,20 @@ class Settings:
             known = {f.name for f in fields(cls)} - {"home"}
             unknown = sorted(set(file) - known)
             if unknown:
+                close = [f"{u} -> {c[0]}" for u in unknown if (c := difflib.get_close_matches(u, known, n=1))]
                 raise SettingsError(f"config file {config_path}: unknown setting(s) {', '.join(unknown)} "
-                                    f"(known: {', '.join(sorted(known))})")
+                                    + (f"(did you mean: {', '.join(close)}?) " if close else "")
+                                    + f"(known: {', '.join(sorted(known))})")
 
         def get(name: str, parse: Callable[[str, Any], Any], default: Any) -> Any:
             var = f"CLARITY_{name.upper()}"
             if env.get(var):
                 return parse(var, env[var])
             if name in file:
-                return parse(name, file[name])
+                try:
+                    return parse(name, file[name])
+                except SettingsError as exc:
+                    raise SettingsError(f"config file {config_path}: {exc}") from None
             return default
 
         return cls(

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from controller.forges import FORGES, HookError
+from controller.forges import FORGES, HookError, not_acted_on
 from controller.services import Services
 from controller.store import deliveries as store_deliveries
 from controller.store.deliveries import Deliveries
@@ -116,7 +116,7 @@ def handle(services: Services, store: Deliveries, name: str, headers: Mapping[st
     if isinstance(event, PingEvent):
         return JSONResponse({"status": "pong"}, status_code=200)
     if event is None:
-        state, note, status = "ignored", f"Clarity does not act on {delivery.event_name!r} events", "ignored"
+        state, note, status = "ignored", not_acted_on(delivery.event_name, delivery.payload), "ignored"
     elif not repo.enabled:
         state, note, status = "ignored", f"repository {repo.name} is disabled", "ignored"
     row_id = store.record(name, delivery.delivery_id, repo.id, delivery.event_name, _stored(delivery.payload),

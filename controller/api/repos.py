@@ -385,6 +385,8 @@ def trigger(call: Call) -> Response:
     f = call.fields()
     ref = f.text("ref")
     workflow = f.text("workflow", None)
+    if workflow is not None and "/" not in workflow:  # a bare name is in .clarity/, as `type: workflow` reads it
+        workflow = f".clarity/{workflow}"
     raw_inputs = f.obj("inputs", {})
     f.done()
     inputs: dict[str, str] = {}

@@ -13,4 +13,19 @@ from controller.forges.gitlab import GitLab
 
 FORGES: dict[str, Forge] = {forge.name: forge for forge in (GitHub(), GitLab(), Gitea())}
 
-__all__ = ["FORGES", "BadDelivery", "Forge", "HookError", "Unauthorized", "GitHub", "GitLab", "Gitea"]
+
+def not_acted_on(event_name: str, payload: object) -> str:
+    """Why an authentic delivery starts nothing: its event, and its action when it has one (a pull
+    request `labeled` brings no new code; `opened`, `synchronize`, `reopened` do)."""
+    action = None
+    if isinstance(payload, dict):
+        action = payload.get("action")
+        attributes = payload.get("object_attributes")  # GitLab's merge requests
+        if action is None and isinstance(attributes, dict):
+            action = attributes.get("action")
+    if isinstance(action, str) and action:
+        return f"Clarity does not act on {event_name!r} events with action {action!r}"
+    return f"Clarity does not act on {event_name!r} events"
+
+
+__all__ = ["FORGES", "not_acted_on", "BadDelivery", "Forge", "HookError", "Unauthorized", "GitHub", "GitLab", "Gitea"]

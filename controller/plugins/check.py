@@ -17,7 +17,6 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from controller.plugins.payload import warnings as payload_warnings
 from controller.plugins.registry import Registry
 from controller.plugins.versions import RangeError, matches, parse
 from controller.workflow.diagnostics import Diagnostic, Pos, error
@@ -92,8 +91,7 @@ def _version_hint(kind: str, wanted: str, plugin: str, version: str) -> str:
 
 
 def check(doc: Located, registry: Registry, grants: Mapping[str, frozenset[str]] | None) -> list[Diagnostic]:
-    """The permission errors of the plugin tasks of a valid document, and the warnings of tasks that
-    read a payload the workflow's triggers do not carry."""
+    """The permission errors of the plugin tasks of a valid document."""
     diags: list[Diagnostic] = []
     tasks = doc.data["workflow"]["tasks"]
     for i, task in enumerate(tasks):
@@ -121,5 +119,4 @@ def check(doc: Located, registry: Registry, grants: Mapping[str, frozenset[str]]
                 diags.append(error(pos, f"task '{name}': plugin {plugin.name} needs the {perm} permission here, "
                                         "which is not granted",
                                    GRANT_HINT.format(plugin=plugin.name, perm=perm)))
-    diags.extend(payload_warnings(doc, registry))
     return diags

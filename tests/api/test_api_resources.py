@@ -79,6 +79,13 @@ def test_trigger_errors(api: Api, source_repo: Path) -> None:
     assert api.post("/api/v1/repos/acme/none/trigger", {"ref": "main"}).status_code == 404
 
 
+def test_trigger_takes_a_bare_workflow_name_as_a_file_of_clarity(api: Api, source_repo: Path) -> None:
+    add_repo(api, source_repo)
+    resp = api.post("/api/v1/repos/acme/app/trigger", {"ref": "main", "workflow": "ci.yaml"})
+    assert resp.status_code == 201, resp.text
+    assert api.get(f"/api/v1/runs/{resp.json()['runs'][0]}").json()["workflow_file"] == ".clarity/ci.yaml"
+
+
 def test_list_runs_filters_and_pages(api: Api, source_repo: Path) -> None:
     add_repo(api, source_repo)
     ids = [api.post("/api/v1/repos/acme/app/trigger", {"ref": "main"}).json()["runs"][0] for _ in range(3)]

@@ -198,18 +198,22 @@ def test_missing_event_header_is_400(client: TestClient, services: Services, loc
     assert "X-GitHub-Event" in answer.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("event,path", [("issues", "github/push-branch.json"), ("create", "github/create-tag.json"),
-                                        ("pull_request", "github/pull_request-labeled-fork.json")])
+@pytest.mark.parametrize("event,path,why", [
+    ("issues", "github/push-branch.json", "Clarity does not act on 'issues' events"),
+    ("create", "github/create-tag.json", "Clarity does not act on 'create' events"),
+    ("pull_request", "github/pull_request-labeled-fork.json",  # the action, not the event, is what it ignores
+     "Clarity does not act on 'pull_request' events with action 'labeled'")])
 def test_events_clarity_ignores_are_stored_as_ignored(client: TestClient, services: Services, worker: IntakeWorker,
                                                       deliveries: Deliveries, local: tuple[GitRepo, str, str],
-                                                      event: str, path: str) -> None:
+                                                      event: str, path: str, why: str) -> None:
     name = json.loads(fixture(path))["repository"]["full_name"]
     register(services, name, local[0])
     body = fixture(path)
     answer = client.post(URL.format("github"), content=body, headers=signed("github", body, event, "d"))
     assert answer.status_code == 202
     assert answer.json()["status"] == "ignored"
-    assert deliveries.get(answer.json()["delivery"]).state == "ignored"
+    stored = deliveries.get(answer.json()["delivery"])
+    assert (stored.state, stored.error) == ("ignored", why)
     assert worker.drain() == 0 and runs(services) == []
 
 

@@ -179,3 +179,11 @@ def test_clarity_lint_prints_the_warning_and_exits_0(tmp_path: Path) -> None:
     assert done.stdout.splitlines()[0] == f".clarity/example.yaml:13:7: warning: {SCHEDULE_WARNING}", done.stdout
     assert done.stdout.splitlines()[1].startswith("  hint: set data: (a workspace file ./data.json")
     assert "1 file(s) checked: 0 error(s), 1 warning(s)" in done.stderr
+
+
+def test_the_warning_stands_beside_errors_of_the_same_file() -> None:
+    text = (STANDARDS / ".clarity" / "example.yaml").read_text().replace('cron: "0 * * * *"', 'cron: "61 * * * *"')
+    wf, diags = lint_text(text, ".clarity/example.yaml")
+    assert wf is None
+    assert [d.severity for d in diags] == ["error", "warning"], [d.format() for d in diags]
+    assert diags[1].format().splitlines()[0] == f".clarity/example.yaml:13:7: warning: {SCHEDULE_WARNING}"
