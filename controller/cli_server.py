@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from controller.cli_remote import (URL_FILE, ago, base_url, json_option, make_client, print_json, remote_call,
+from controller.cli_remote import (URL_FILE, ago, base_url, json_option, print_json, remote_call,
                                    remote_options, repo_path, user_error)
 from controller.settings import Settings
 
@@ -163,16 +163,9 @@ def _run_line(args: argparse.Namespace, run: dict[str, Any], why: str) -> str:
 
 def _print_started(args: argparse.Namespace, answer: dict[str, Any], why: str) -> None:
     """The runs a trigger or an event started (a line each), then why the other workflows did not run.
-    The answer holds only run numbers: each run is read for its workflow, or shown by number alone
-    when it cannot be (the runs have started: that is no reason to fail the command)."""
-    from controller.client import ClientError
-
-    client = make_client(args)
-    for run_id in answer.get("runs") or ():
-        try:
-            run = client.call("GET", f"/api/v1/runs/{run_id}")
-        except ClientError:
-            run = {"id": run_id}
+    (A controller before `started` answered only the run numbers: those are shown alone.)"""
+    shown = answer.get("started") or [{"id": run_id} for run_id in answer.get("runs") or ()]
+    for run in shown:
         print(_run_line(args, run, why))
     for where, reason in (answer.get("skipped") or {}).items():
         print(f"not run: {where}: {reason}")

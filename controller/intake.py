@@ -103,7 +103,9 @@ class IntakeWorker:
             self.deliveries.done(row.id, state, note)
         except Exception:  # left `processing`: recover() retries it after the claim goes stale
             log.exception("could not record a delivery's end", delivery=row.delivery_id)
-        log.info("delivery processed", delivery=row.delivery_id, forge=row.forge, state=state, note=note)
+        # a delivery that started nothing because something is wrong is for the operator to see
+        (log.warning if state == "failed" else log.info)(
+            "delivery processed", delivery=row.delivery_id, forge=row.forge, state=state, note=note)
         return state
 
     def _act(self, row: DeliveryRow) -> tuple[str, str | None]:

@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute
 
 from controller.api.body import parse_object
 from controller.api.errors import BadRequest, PayloadTooLarge
-from controller.api.routing import ApiRoute, Call, Doc, reply
+from controller.api.routing import ApiRoute, Call, Doc, reply, started
 from controller.services import Services
 
 PAYLOAD_MAX = 64 * 1024
@@ -38,7 +38,7 @@ def send_event(call: Call) -> Response:
     only = call.request.query_params.get("repo")
     repo = call.services.repos.get(only) if only else None  # 404 for an unknown repository
     fired = call.services.events.custom(name, payload, by=call.by, repo=repo)
-    body: dict[str, object] = {"runs": fired.runs, "skipped": fired.skipped}
+    body: dict[str, object] = {"runs": fired.runs, "started": started(call, fired.runs), "skipped": fired.skipped}
     if not fired.listening:
         where = f"of {repo.name} " if repo is not None else ""
         body["message"] = (f"no workflow {where}listens to the event '{name}' (a `type: event` trigger with "

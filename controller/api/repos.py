@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute
 
 from controller.api.body import Fields, kind
 from controller.api.errors import ApiError
-from controller.api.routing import ApiRoute, Call, Doc, reply
+from controller.api.routing import ApiRoute, Call, Doc, reply, started
 from controller.report import STATUS_FORGES  # the forges with a status API ("generic" has none)
 from controller.secretbox import SecretBox, SecretBoxError
 from controller.plugins.manifest import NAME as PLUGIN_NAME
@@ -399,7 +399,7 @@ def trigger(call: Call) -> Response:
             raise f.invalid(f"inputs.{key}", "expected a string, a number or a boolean")
     repo = call.services.repos.get(_name(call))
     outcome = call.services.starter.manual(repo, ref=ref, workflow_file=workflow, inputs=inputs, by=call.by)
-    body = {"runs": outcome.runs, "skipped": outcome.skipped}
+    body = {"runs": outcome.runs, "started": started(call, outcome.runs), "skipped": outcome.skipped}
     return reply(body, 201 if outcome.runs else 200)
 
 

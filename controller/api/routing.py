@@ -99,5 +99,13 @@ def _authenticate(services: Services, request: Request) -> ApiKey:
     return key
 
 
+def started(call: Call, run_ids: list[int]) -> list[dict[str, Any]]:
+    """The runs a request started, each as a line of it needs to be shown: id, repository,
+    workflow, file and state (so a client need not read each back)."""
+    runs = [call.services.store.get_run(i) for i in run_ids]
+    return [{"id": r.id, "repo": r.repo, "workflow": r.workflow, "workflow_file": r.workflow_file, "state": r.state}
+            for r in runs]
+
+
 def reply(content: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     return JSONResponse(content, status_code=status, headers=headers)

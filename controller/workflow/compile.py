@@ -239,7 +239,10 @@ def render_task(
         return render_plugin_task(task, ctx, results, upstream, attempt=attempt)
     if not task.image:
         raise RenderError(f"task '{task.name}' has no image")
-    return base_spec(task, ctx, results, upstream, attempt=attempt, image=task.image, with_commands=True)
+    image = expr.render(task.image, _Resolver(ctx, results)).strip()  # `app:${inputs.version}`
+    if not image:
+        raise RenderError(f"task '{task.name}': its image {task.image!r} is empty once its expressions are resolved")
+    return base_spec(task, ctx, results, upstream, attempt=attempt, image=image, with_commands=True)
 
 
 def render_inputs(task: Task, ctx: RunContext, results: Mapping[str, TaskResult]) -> dict[str, str]:

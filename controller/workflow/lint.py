@@ -113,6 +113,10 @@ class _Checker:
                     yield error(where, message, hint)
                 elif ref.root == "tasks":
                     yield from self._task_ref(ref, path, where)
+                elif ref.root == "secrets" and len(path) == 4 and path[1] == "tasks" and path[3] == "image":
+                    yield error(where, f"{ref.raw}: an image name is not secret (it is shown in logs and "
+                                       "statuses): a secret cannot be part of it",
+                                "log in to the registry on the runner's machine (docker login) instead")
                 elif ref.root == "secrets" and not re.fullmatch(SECRET_NAME_PATTERN, ref.parts[0]):
                     yield error(where, f"{ref.raw}: secret names are capital letters, digits and '_', not "
                                        f"starting with a digit", f"write ${{secrets.{_secret_name(ref.parts[0])}}} "

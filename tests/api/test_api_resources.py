@@ -83,7 +83,9 @@ def test_trigger_takes_a_bare_workflow_name_as_a_file_of_clarity(api: Api, sourc
     add_repo(api, source_repo)
     resp = api.post("/api/v1/repos/acme/app/trigger", {"ref": "main", "workflow": "ci.yaml"})
     assert resp.status_code == 201, resp.text
-    assert api.get(f"/api/v1/runs/{resp.json()['runs'][0]}").json()["workflow_file"] == ".clarity/ci.yaml"
+    (run_id,) = resp.json()["runs"]
+    assert resp.json()["started"] == [{"id": run_id, "repo": "acme/app", "workflow": "ci",
+                                       "workflow_file": ".clarity/ci.yaml", "state": "running"}]
 
 
 def test_list_runs_filters_and_pages(api: Api, source_repo: Path) -> None:

@@ -168,7 +168,7 @@ def test_trigger_and_rerun_print_a_line_per_run_and_json_on_request(controller: 
     answer = json.loads(c.clarity("rerun", str(first), "--failed", "--json").stdout)
     assert answer["rerun_of"] == first and answer["trigger"]["failed_only"] is True
     answer = json.loads(c.clarity("trigger", "acme/app", "--json").stdout)
-    assert list(answer) == ["runs", "skipped"] and len(answer["runs"]) == 1
+    assert list(answer) == ["runs", "started", "skipped"] and len(answer["runs"]) == 1
     for run_id in (again, whole, *answer["runs"]):
         c.finished(run_id)
 

@@ -432,3 +432,19 @@ def test_when_from_yaml() -> None:
     assert when == When(("main",), ("push",), ("src/**",), ("src/gen/**",))
     assert when_skip_reason(when, ctx_when(changed=("src/a.py",))) is None
     assert when_skip_reason(when, ctx_when(branch="dev")) is not None
+
+
+def test_the_image_is_rendered() -> None:
+    text = """
+workflow:
+  name: ci
+  tasks:
+    - name: t
+      image: "registry.example.org/app:${inputs.version}-${git.short_sha}"
+      commands: ["true"]
+"""
+    spec = render(text, "t", inputs={"version": "1.2"})
+    assert spec.image == f"registry.example.org/app:1.2-{GIT.short_sha}"
+    with pytest.raises(RenderError, match="is empty once its expressions are resolved"):
+        render(text.replace("registry.example.org/app:${inputs.version}-${git.short_sha}", "${inputs.version}"),
+               "t", inputs={"version": ""})

@@ -225,6 +225,7 @@ def test_a_custom_event_starts_the_listening_workflows_with_its_payload(world: W
     assert resp.status_code == 202, resp.text
     body = resp.json()
     assert body["skipped"] == {} and len(body["runs"]) == 2
+    assert [s["id"] for s in body["started"]] == body["runs"] and all(s["workflow"] for s in body["started"])
     runs = [world.run(r) for r in body["runs"]]
     assert sorted(r["repo"] for r in runs) == ["acme/app", "acme/site"]
     assert runs[0]["trigger"]["by"] == "api-key:ci-admin" and runs[0]["trigger"]["name"] == "deploy-requested"

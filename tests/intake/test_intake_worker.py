@@ -6,6 +6,7 @@ import time
 from typing import Any, Callable
 
 import pytest
+import structlog.testing
 from starlette.testclient import TestClient
 
 from controller.intake import IntakeWorker
@@ -111,7 +112,10 @@ def test_unreachable_clone_url_fails_that_delivery_only(client: TestClient, serv
     register(services, "Codertocat/Hello-World", good)
     bad_row = post(client, "github", fixture("github/push-tag-create.json"), "push", "bad")
     good_row = post(client, "github", fixture("github/push-branch.json", {PUSH_AFTER: good.head()}), "push", "good")
-    assert worker.drain() == 2
+    with structlog.testing.capture_logs() as logged:
+        assert worker.drain() == 2
+    levels = {e["delivery"]: e["log_level"] for e in logged if e["event"] == "delivery processed"}
+    assert levels == {"bad": "warning", "good": "info"}  # the one that started nothing is the operator's to see
     failed = deliveries.get(bad_row)
     assert failed.state == "failed" and "no-such-repo" in (failed.error or "")
     assert deliveries.get(good_row).state == "processed"

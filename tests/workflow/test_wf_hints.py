@@ -374,3 +374,17 @@ def test_a_secret_name_no_controller_takes_is_a_lint_error(registry: Registry) -
         """, registry) == [
         "w.yaml:6:46: error: ${secrets.deploy-key}: secret names are capital letters, digits and '_', not starting "
         "with a digit\n  hint: write ${secrets.DEPLOY_KEY} (and give it under that name: --secret, clarity secret set)"]
+
+
+def test_a_secret_in_an_image_name_is_a_lint_error(registry: Registry) -> None:
+    assert lint("""\
+        workflow:
+          name: w
+          tasks:
+            - name: a
+              image: "registry/${secrets.TOKEN}:1"
+              env: {image: "${secrets.TOKEN}"}
+              commands: ["true"]
+        """, registry) == [
+        "w.yaml:5:24: error: ${secrets.TOKEN}: an image name is not secret (it is shown in logs and statuses): a "
+        "secret cannot be part of it\n  hint: log in to the registry on the runner's machine (docker login) instead"]
